@@ -1,0 +1,58 @@
+# FieldSync developer commands. `make run` and `make test` bootstrap everything
+# they need from a machine that has only python3.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DB ?= fieldsync.db
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+export FIELDSYNC_DATABASE_URL ?= sqlite+aiosqlite:///./$(DEMO_DB)
+
+.PHONY: run test lint typecheck migrate demo openapi bench lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime and dev tools are installed from the hash-pinned lock files only.
+$(VENV)/.installed-dev: $(BIN)/python requirements-dev.lock pyproject.toml
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . \
+	  || $(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: $(VENV)/.installed-dev ## migrate a SQLite file, load the demo data, serve on 127.0.0.1:8000
+	FIELDSYNC_ENV=development $(BIN)/fieldsync migrate
+	FIELDSYNC_ENV=development $(BIN)/fieldsync demo load
+	FIELDSYNC_ENV=development $(BIN)/fieldsync serve --host $(HOST) --port $(PORT)
+
+migrate: $(VENV)/.installed-dev
+	$(BIN)/fieldsync migrate
+
+demo: $(VENV)/.installed-dev
+	FIELDSYNC_ENV=development $(BIN)/fieldsync demo load
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check app tests bench alembic
+	$(BIN)/ruff format --check app tests bench alembic
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+test: lint typecheck ## lint, type checks and every test, on SQLite and PostgreSQL
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+openapi: $(VENV)/.installed-dev ## regenerate openapi/openapi.json from the app
+	FIELDSYNC_ENV=development $(BIN)/fieldsync openapi
+
+bench: $(VENV)/.installed-dev
+	@echo "benchmarks arrive with the sync issues; see bench/README.md"
+
+lock: $(BIN)/python ## re-pin requirements*.lock from pyproject.toml
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 --no-header --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --no-header --quiet -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

@@ -1,0 +1,1 @@
+"""FieldSync: the offline-first sync server behind humanitarian field teams' phones."""

@@ -1,0 +1,101 @@
+"""Sign-in, token refresh, the caller's own account, and device administration."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.auth import service
+from app.auth.deps import Admin, CurrentPrincipal
+from app.auth.schemas import DevicePublic, Me, RefreshRequest, RevokeRequest, TokenPair
+from app.core.deps import SessionDep, SettingsDep
+from app.core.openapi import errors
+
+router = APIRouter()
+devices_router = APIRouter()
+
+
+@router.post(
+    "/token",
+    operation_id="auth:token",
+    summary="Sign in",
+    response_model=TokenPair,
+    responses=errors(401, 422),
+    description="Sign in with a username and password (OAuth2 password form). A phone also "
+    "sends its device id as `client_id`; a field worker's first sign-in from a phone "
+    "registers that phone. A wrong username, a wrong password and a disabled account all "
+    "get the same answer.",
+)
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep
+) -> TokenPair:
+    return await service.authenticate(
+        session,
+        settings,
+        username=form.username,
+        password=form.password,
+        client_id=form.client_id,
+    )
+
+
+@router.post(
+    "/refresh",
+    operation_id="auth:refresh",
+    summary="Renew tokens",
+    response_model=TokenPair,
+    responses=errors(401, 422),
+    description="Trade a refresh token for a new access token and a new refresh token. Each "
+    "refresh token works once: presenting one a second time signs out every token "
+    "descended from the same sign-in.",
+)
+async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
+    return await service.refresh(session, settings, body.refresh_token)
+
+
+@router.get(
+    "/me",
+    operation_id="auth:me",
+    summary="Who am I",
+    response_model=Me,
+    responses=errors(401),
+    description="The signed-in account, its role and its assigned settlements.",
+)
+async def me(principal: CurrentPrincipal, session: SessionDep) -> Me:
+    return await service.describe(session, principal)
+
+
+@devices_router.get(
+    "",
+    operation_id="devices:list",
+    summary="List phones",
+    response_model=list[DevicePublic],
+    responses=errors(401, 403),
+    description="Every registered phone, its owner, when it last synced, and whether it is "
+    "revoked. Administrators only.",
+)
+async def list_devices(_: Admin, session: SessionDep) -> list[DevicePublic]:
+    return await service.device_listing(session)
+
+
+@devices_router.post(
+    "/{device_id}/revoke",
+    operation_id="devices:revoke",
+    summary="Revoke a lost or stolen phone",
+    response_model=DevicePublic,
+    responses=errors(401, 403, 404, 422),
+    description="Stop a phone from syncing at once: its next call is refused, and its "
+    "refresh token no longer works. Give the reason; it goes to the audit log.",
+)
+async def revoke_device(
+    device_id: uuid.UUID, body: RevokeRequest, principal: Admin, session: SessionDep
+) -> DevicePublic:
+    return await service.revoke_device(
+        session,
+        device_id,
+        reason=body.reason,
+        actor_id=principal.user_id,
+        actor_username=principal.username,
+    )

@@ -1,0 +1,279 @@
+"""Sign-in, token rotation, the request's principal, and account and device management."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import service as audit
+from app.auth import repository
+from app.auth.models import Device, RefreshToken, Role, User
+from app.auth.schemas import DevicePublic, Me, TokenPair
+from app.core.config import Settings
+from app.core.errors import Conflict, Invalid, NotAuthenticated, NotFound
+from app.core.security import (
+    InvalidToken,
+    create_access_token,
+    decode_access_token,
+    hash_password,
+    new_refresh_secret,
+    refresh_secret_hash,
+    verify_password,
+)
+from app.core.types import utcnow
+from app.settlements import service as settlements
+
+BAD_CREDENTIALS = "Incorrect username or password."
+MIN_PASSWORD_LENGTH = 10
+
+
+class RefreshTokenReused(NotAuthenticated):
+    """A rotated refresh token came back: its whole family is revoked, and that must stick."""
+
+    keep_changes = True
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user behind a valid access token, and the device if it is a phone."""
+
+    user_id: uuid.UUID
+    username: str
+    full_name: str
+    role: Role
+    device_id: uuid.UUID | None
+
+
+async def _issue_tokens(
+    session: AsyncSession,
+    settings: Settings,
+    user: User,
+    device_id: uuid.UUID | None,
+    family_id: uuid.UUID,
+) -> TokenPair:
+    access, expires_in = create_access_token(
+        settings, user_id=user.id, role=user.role, device_id=device_id
+    )
+    refresh, refresh_hash = new_refresh_secret()
+    now = utcnow()
+    await repository.add(
+        session,
+        RefreshToken(
+            token_hash=refresh_hash,
+            family_id=family_id,
+            user_id=user.id,
+            device_id=device_id,
+            issued_at=now,
+            expires_at=now + timedelta(days=settings.refresh_token_days),
+        ),
+    )
+    return TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh)
+
+
+async def _device_for_login(session: AsyncSession, user: User, device_id: uuid.UUID) -> Device:
+    """The caller's device, registered on the owner's first sign-in from it."""
+    device = await repository.get_device(session, device_id)
+    if device is None:
+        device = Device(id=device_id, owner_id=user.id, last_seen_at=utcnow())
+        await repository.add(session, device)
+        await audit.record(
+            session,
+            action="device.register",
+            entity_type="device",
+            entity_id=device_id,
+            actor_id=user.id,
+            actor_username=user.username,
+            after={"owner": user.username},
+        )
+        return device
+    if device.owner_id != user.id or device.revoked_at is not None:
+        # Same answer as bad credentials: a stolen phone learns nothing from it.
+        raise NotAuthenticated(BAD_CREDENTIALS)
+    device.last_seen_at = utcnow()
+    return device
+
+
+async def authenticate(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    username: str,
+    password: str,
+    client_id: str | None,
+) -> TokenPair:
+    """Password sign-in. `client_id` is the phone's device id; field workers must send one."""
+    device_id: uuid.UUID | None = None
+    if client_id:
+        try:
+            device_id = uuid.UUID(client_id)
+        except ValueError:
+            raise Invalid("client_id must be the device's UUID.") from None
+    user = await repository.get_user_by_username(session, username)
+    password_ok = await verify_password(user.password_hash if user else None, password)
+    if user is None or not password_ok or not user.is_active:
+        raise NotAuthenticated(BAD_CREDENTIALS)
+    if user.role == Role.field_worker and device_id is None:
+        raise Invalid("Field workers sign in from their phone: client_id (the device id) is required.")
+    if device_id is not None:
+        await _device_for_login(session, user, device_id)
+    await audit.record(
+        session,
+        action="auth.login",
+        entity_type="user",
+        entity_id=user.id,
+        actor_id=user.id,
+        actor_username=user.username,
+        after={"device_id": str(device_id) if device_id else None},
+    )
+    return await _issue_tokens(session, settings, user, device_id, family_id=uuid.uuid4())
+
+
+async def refresh(session: AsyncSession, settings: Settings, token: str) -> TokenPair:
+    """Rotate a refresh token. Reusing a rotated one revokes its whole family."""
+    stored = await repository.get_refresh_token(session, refresh_secret_hash(token))
+    now = utcnow()
+    if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
+        raise NotAuthenticated("The refresh token is not valid; sign in again.")
+    if not await repository.mark_rotated(session, stored.id, now):
+        await repository.revoke_family(session, stored.family_id, now)
+        await audit.record(
+            session,
+            action="auth.refresh_reuse",
+            entity_type="user",
+            entity_id=stored.user_id,
+            actor_id=stored.user_id,
+            reason="A refresh token was used after it had been rotated; its family is revoked.",
+        )
+        raise RefreshTokenReused("The refresh token was already used; sign in again.")
+    user, device = await repository.get_user_and_device(session, stored.user_id, stored.device_id)
+    _require_active(user, device, stored.device_id)
+    assert user is not None
+    return await _issue_tokens(session, settings, user, stored.device_id, stored.family_id)
+
+
+def _require_active(user: User | None, device: Device | None, device_id: uuid.UUID | None) -> None:
+    if user is None or not user.is_active:
+        raise NotAuthenticated("The account is disabled or unknown.")
+    if device_id is not None and (device is None or device.revoked_at is not None):
+        raise NotAuthenticated("This device has been revoked.")
+
+
+async def principal_from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+    """Check the token, then that its user and device are still allowed, on every request."""
+    try:
+        claims = decode_access_token(settings, token)
+    except InvalidToken:
+        raise NotAuthenticated("The access token is invalid or expired.") from None
+    user, device = await repository.get_user_and_device(session, claims.user_id, claims.device_id)
+    _require_active(user, device, claims.device_id)
+    assert user is not None
+    if user.role != claims.role:
+        raise NotAuthenticated("The account's role changed; sign in again.")
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        role=Role(user.role),
+        device_id=claims.device_id,
+    )
+
+
+async def create_user(
+    session: AsyncSession,
+    *,
+    username: str,
+    role: Role,
+    password: str,
+    full_name: str = "",
+    actor: str = "cli",
+) -> User:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    if await repository.get_user_by_username(session, username) is not None:
+        raise Conflict(f"A user named {username!r} already exists.")
+    user = User(
+        username=username, role=role.value, full_name=full_name, password_hash=hash_password(password)
+    )
+    await repository.add(session, user)
+    await audit.record(
+        session,
+        action="user.create",
+        entity_type="user",
+        entity_id=user.id,
+        actor_username=actor,
+        after={"username": username, "role": role.value, "full_name": full_name},
+    )
+    return user
+
+
+async def get_user_by_username(session: AsyncSession, username: str) -> User:
+    user = await repository.get_user_by_username(session, username)
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    return user
+
+
+async def list_users(session: AsyncSession) -> Sequence[User]:
+    return await repository.list_users(session)
+
+
+def _device_public(device: Device, owner: str) -> DevicePublic:
+    return DevicePublic(
+        id=device.id,
+        owner=owner,
+        label=device.label,
+        first_seen_at=device.first_seen_at,
+        last_seen_at=device.last_seen_at,
+        last_sync_at=device.last_sync_at,
+        app_version=device.app_version,
+        revoked_at=device.revoked_at,
+    )
+
+
+async def device_listing(session: AsyncSession) -> list[DevicePublic]:
+    return [_device_public(d, owner) for d, owner in await repository.list_devices(session)]
+
+
+async def describe(session: AsyncSession, principal: Principal) -> Me:
+    return Me(
+        id=principal.user_id,
+        username=principal.username,
+        full_name=principal.full_name,
+        role=principal.role.value,
+        device_id=principal.device_id,
+        settlements=await settlements.assigned_pcodes(session, principal.user_id),
+    )
+
+
+async def revoke_device(
+    session: AsyncSession,
+    device_id: uuid.UUID,
+    *,
+    reason: str,
+    actor_id: uuid.UUID | None = None,
+    actor_username: str = "cli",
+) -> DevicePublic:
+    """Revoke a phone: its tokens stop working on the next request, refresh included."""
+    device = await repository.get_device(session, device_id)
+    if device is None:
+        raise NotFound(f"No device {device_id}.")
+    if device.revoked_at is None:
+        device.revoked_at = utcnow()
+        await session.flush()
+        await audit.record(
+            session,
+            action="device.revoke",
+            entity_type="device",
+            entity_id=device_id,
+            actor_id=actor_id,
+            actor_username=actor_username,
+            reason=reason,
+            before={"revoked_at": None},
+            after={"revoked_at": device.revoked_at.isoformat()},
+        )
+    owner = await repository.get_user(session, device.owner_id)
+    return _device_public(device, owner.username if owner else "")

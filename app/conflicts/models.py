@@ -1,0 +1,37 @@
+"""An open or resolved conflict over one field of one household."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Text
+from sqlmodel import Field, SQLModel
+
+from app.core.types import JSONDocument, UTCDateTime, utcnow
+
+
+class Conflict(SQLModel, table=True):
+    """Every candidate value for a field, with who recorded it and when, until resolved."""
+
+    __tablename__ = "conflict"
+    __table_args__ = (CheckConstraint("status IN ('open', 'resolved')", name="status"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    household_id: uuid.UUID = Field(
+        sa_column=Column(ForeignKey("household.id"), nullable=False, index=True)
+    )
+    field: str = Field(max_length=40)
+    kind: str = Field(max_length=40)
+    status: str = Field(default="open", sa_column=Column(String(16), nullable=False))
+    candidates: list[dict[str, Any]] = Field(
+        default_factory=list, sa_type=JSONDocument, nullable=False
+    )
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_by: uuid.UUID | None = Field(
+        default=None, sa_column=Column(ForeignKey("user_account.id"), nullable=True)
+    )
+    resolution: dict[str, Any] | None = Field(default=None, sa_type=JSONDocument)
+    resolution_note: str = Field(default="", sa_type=Text)

@@ -1,0 +1,174 @@
+"""Domain errors and their one rendering: RFC 9457 `application/problem+json`.
+
+Services raise `DomainError` subclasses, never `HTTPException`; the handlers
+installed by `install_error_handlers` turn every error, including FastAPI's own
+404, 405 and validation errors, into a problem document.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+PROBLEM_JSON = "application/problem+json"
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger("fieldsync.errors")
+
+
+class FieldError(BaseModel):
+    """One problem with one field of the request."""
+
+    field: str = Field(examples=["visits.3.reasons.0"])
+    code: str = Field(examples=["unknown_code"])
+    message: str = Field(examples=["'cats' is not a reason code; see GET /api/v1/codes"])
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str = "about:blank"
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(examples=[404])
+    detail: str | None = Field(default=None, examples=["No household with that id."])
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class DomainError(Exception):
+    """An error a service raises; it carries its HTTP status and a plain-words detail."""
+
+    status_code: int = 400
+    headers: dict[str, str] | None = None
+    #: Commit the request's transaction despite the error: for an error that must leave
+    #: a durable trace, such as revoking a token family when a rotated token is reused.
+    keep_changes: bool = False
+
+    def __init__(self, detail: str, *, errors: Sequence[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors else None
+
+
+class NotAuthenticated(DomainError):
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012
+
+
+class Forbidden(DomainError):
+    status_code = 403
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
+class Invalid(DomainError):
+    status_code = 422
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    errors: Sequence[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    instance: str | None = None,
+) -> JSONResponse:
+    problem = Problem(
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        errors=list(errors) if errors else None,
+    )
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    # Drop FastAPI's "body"/"query"/... prefix only when more follows it.
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def validation_field_errors(raw: Sequence[Any]) -> list[FieldError]:
+    """Pydantic's error list, as `{field, code, message}` entries."""
+    return [
+        FieldError(field=_field_path(e.get("loc", ())), code=e["type"], message=e["msg"])
+        for e in jsonable_encoder(raw)
+    ]
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem_response(
+        exc.status_code,
+        exc.detail,
+        errors=exc.errors,
+        headers=exc.headers,
+        instance=request.url.path,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem_response(
+        exc.status_code, detail, headers=exc.headers, instance=request.url.path
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_field_errors(exc.errors())
+    fields = ", ".join(sorted({e.field for e in errors}))
+    return problem_response(
+        422, f"The request is not valid: {fields}.", errors=errors, instance=request.url.path
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+        return await _unexpected_error(request, exc)
+    logger.warning("database unavailable: %s", type(exc.orig).__name__)
+    return problem_response(
+        503,
+        "The database is unavailable; nothing was stored. Retry later.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        instance=request.url.path,
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(500, "An internal error occurred.", instance=request.url.path)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,1 @@
+"""Households: the profile phones edit and the canonical state the fold derives."""

@@ -1,0 +1,16 @@
+"""Probe responses."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    database: str = Field(description="reachable or unreachable", examples=["reachable"])
+    migration: str | None = Field(description="The database's migration revision.")
+    expected_migration: str | None = Field(description="The code's head revision.")

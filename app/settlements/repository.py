@@ -1,0 +1,68 @@
+"""Queries on settlements and assignments. Flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.settlements.models import Settlement, SettlementAssignment
+
+
+async def existing_pcodes(session: AsyncSession, pcodes: Iterable[str]) -> set[str]:
+    wanted = list(set(pcodes))
+    if not wanted:
+        return set()
+    result = await session.execute(select(Settlement.pcode).where(Settlement.pcode.in_(wanted)))  # type: ignore[attr-defined]
+    return set(result.scalars())
+
+
+async def upsert_settlements(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert new settlements and update the names and codes of known ones."""
+    result = await session.execute(
+        select(Settlement).where(Settlement.pcode.in_([r["pcode"] for r in rows]))  # type: ignore[attr-defined]
+    )
+    known = {settlement.pcode: settlement for settlement in result.scalars()}
+    for row in rows:
+        settlement = known.get(row["pcode"])
+        if settlement is None:
+            session.add(Settlement(**row))
+            continue
+        for key, value in row.items():
+            setattr(settlement, key, value)
+    await session.flush()
+    return len(rows)
+
+
+async def list_settlements(session: AsyncSession) -> Sequence[Settlement]:
+    result = await session.execute(select(Settlement).order_by(Settlement.pcode))
+    return result.scalars().all()
+
+
+async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    result = await session.execute(
+        select(SettlementAssignment.settlement_pcode)
+        .where(SettlementAssignment.user_id == user_id)
+        .order_by(SettlementAssignment.settlement_pcode)
+    )
+    return list(result.scalars())
+
+
+async def add_assignments(session: AsyncSession, user_id: uuid.UUID, pcodes: Iterable[str]) -> None:
+    for pcode in pcodes:
+        session.add(SettlementAssignment(user_id=user_id, settlement_pcode=pcode))
+    await session.flush()
+
+
+async def remove_assignments(
+    session: AsyncSession, user_id: uuid.UUID, pcodes: Iterable[str]
+) -> None:
+    await session.execute(
+        delete(SettlementAssignment).where(
+            SettlementAssignment.user_id == user_id,  # type: ignore[arg-type]
+            SettlementAssignment.settlement_pcode.in_(list(pcodes)),  # type: ignore[attr-defined]
+        )
+    )

@@ -1,0 +1,165 @@
+"""Settlement reference data (import from a KATOTTG-shaped CSV) and user assignments."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import service as audit
+from app.core.errors import FieldError, Invalid, NotFound
+from app.settlements import repository
+from app.settlements.models import CATEGORIES, Settlement
+
+BUNDLED_SETTLEMENTS = Path(__file__).parent / "data" / "settlements-kupianskyi-raion.csv"
+REQUIRED_COLUMNS = (
+    "pcode",
+    "katottg",
+    "category",
+    "name_uk",
+    "name_en",
+    "hromada_pcode",
+    "hromada_uk",
+    "hromada_en",
+    "raion_pcode",
+    "oblast_pcode",
+)
+_LENGTHS = {"pcode": 12, "katottg": 19, "hromada_pcode": 9, "raion_pcode": 6, "oblast_pcode": 4}
+
+
+def parse_settlements_csv(text: str) -> list[dict[str, Any]]:
+    """Validate a settlements file; every problem is reported with its line and column."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise Invalid(f"The settlements file lacks the columns: {', '.join(missing)}.")
+    rows: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for line, raw in enumerate(reader, start=2):
+        row = {c: (raw.get(c) or "").strip() for c in REQUIRED_COLUMNS}
+        for column in REQUIRED_COLUMNS:
+            if not row[column]:
+                errors.append(FieldError(field=f"line {line}.{column}", code="missing", message="is empty"))
+        for column, length in _LENGTHS.items():
+            value = row[column]
+            if value and (len(value) != length or not value.startswith("UA")):
+                errors.append(
+                    FieldError(
+                        field=f"line {line}.{column}",
+                        code="invalid_code",
+                        message=f"{value!r} is not a {length}-character UA code",
+                    )
+                )
+        if row["category"] and row["category"] not in CATEGORIES:
+            errors.append(
+                FieldError(
+                    field=f"line {line}.category",
+                    code="unknown_code",
+                    message=f"{row['category']!r} is not one of {', '.join(CATEGORIES)}",
+                )
+            )
+        if row["pcode"] in seen:
+            errors.append(
+                FieldError(field=f"line {line}.pcode", code="duplicate", message=f"{row['pcode']} repeats")
+            )
+        seen.add(row["pcode"])
+        ordered = (raw.get("evacuation_ordered_on") or "").strip()
+        if ordered:
+            try:
+                row["evacuation_ordered_on"] = date.fromisoformat(ordered)
+                row["evacuation_ordered"] = True
+            except ValueError:
+                errors.append(
+                    FieldError(
+                        field=f"line {line}.evacuation_ordered_on",
+                        code="invalid_date",
+                        message=f"{ordered!r} is not a YYYY-MM-DD date",
+                    )
+                )
+        rows.append(row)
+    if errors:
+        raise Invalid(f"The settlements file has {len(errors)} problem(s).", errors=errors[:50])
+    if not rows:
+        raise Invalid("The settlements file has no rows.")
+    return rows
+
+
+async def import_settlements(session: AsyncSession, text: str, *, actor: str = "cli") -> int:
+    rows = parse_settlements_csv(text)
+    count = await repository.upsert_settlements(session, rows)
+    await audit.record(
+        session,
+        action="settlements.import",
+        entity_type="settlement",
+        actor_username=actor,
+        after={"rows": count},
+    )
+    return count
+
+
+async def list_settlements(session: AsyncSession) -> Sequence[Settlement]:
+    return await repository.list_settlements(session)
+
+
+async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    return await repository.assigned_pcodes(session, user_id)
+
+
+async def assign(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    pcodes: Sequence[str],
+    *,
+    username: str,
+    actor: str = "cli",
+) -> list[str]:
+    """Assign settlements to a user; already-assigned ones are kept. Returns the new total."""
+    unknown = sorted(set(pcodes) - await repository.existing_pcodes(session, pcodes))
+    if unknown:
+        raise NotFound(f"Unknown settlement P-code(s): {', '.join(unknown)}.")
+    before = await repository.assigned_pcodes(session, user_id)
+    new = sorted(set(pcodes) - set(before))
+    await repository.add_assignments(session, user_id, new)
+    after = sorted({*before, *new})
+    if new:
+        await audit.record(
+            session,
+            action="user.assign",
+            entity_type="user",
+            entity_id=user_id,
+            actor_username=actor,
+            before={"username": username, "settlements": before},
+            after={"username": username, "settlements": after},
+        )
+    return after
+
+
+async def unassign(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    pcodes: Sequence[str],
+    *,
+    username: str,
+    actor: str = "cli",
+) -> list[str]:
+    before = await repository.assigned_pcodes(session, user_id)
+    await repository.remove_assignments(session, user_id, pcodes)
+    after = sorted(set(before) - set(pcodes))
+    if after != before:
+        await audit.record(
+            session,
+            action="user.unassign",
+            entity_type="user",
+            entity_id=user_id,
+            actor_username=actor,
+            before={"username": username, "settlements": before},
+            after={"username": username, "settlements": after},
+        )
+    return after

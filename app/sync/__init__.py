@@ -1,0 +1,1 @@
+"""The phones' wire protocol: batched push and cursor-based pull (docs/PROTOCOL.md)."""

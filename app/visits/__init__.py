@@ -1,0 +1,1 @@
+"""Visits: immutable observations made at a household's door."""
