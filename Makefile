@@ -18,8 +18,7 @@ $(BIN)/python:
 # Runtime and dev tools are installed from the hash-pinned lock files only.
 $(VENV)/.installed-dev: $(BIN)/python requirements-dev.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . \
-	  || $(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 run: $(VENV)/.installed-dev ## migrate a SQLite file, load the demo data, serve on 127.0.0.1:8000
@@ -46,8 +45,11 @@ test: lint typecheck ## lint, type checks and every test, on SQLite and PostgreS
 openapi: $(VENV)/.installed-dev ## regenerate openapi/openapi.json from the app
 	FIELDSYNC_ENV=development $(BIN)/fieldsync openapi
 
-bench: $(VENV)/.installed-dev
-	@echo "benchmarks arrive with the sync issues; see bench/README.md"
+bench: $(VENV)/.installed-dev ## run every benchmark in bench/ (see bench/README.md)
+	@set -e; found=0; for script in bench/[a-z]*.py; do \
+	  [ -e "$$script" ] || continue; found=1; \
+	  echo "== $$script"; $(BIN)/python -m bench.$$(basename $$script .py); \
+	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 
 lock: $(BIN)/python ## re-pin requirements*.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv==0.13.9

@@ -24,7 +24,7 @@ from tests.databases import (
     postgres_unreachable_reason,
 )
 
-TEST_SECRET_KEY = "test-signing-key-" + "x" * 32  # noqa: S105
+TEST_SECRET_KEY = "test-signing-key-" + "x" * 32
 BACKENDS = ["sqlite", "postgresql"]
 
 

@@ -94,4 +94,4 @@ async def clear_tables(engine: AsyncEngine) -> None:
             await connection.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
-                await connection.execute(text(f'DELETE FROM "{table}"'))
+                await connection.execute(text(f'DELETE FROM "{table}"'))  # noqa: S608

@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from app.auth.models import Device, RefreshToken, User
 
@@ -17,12 +18,12 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
 
 
 async def get_user_by_username(session: AsyncSession, username: str) -> User | None:
-    result = await session.execute(select(User).where(User.username == username))
+    result = await session.execute(select(User).where(col(User.username) == username))
     return result.scalar_one_or_none()
 
 
 async def list_users(session: AsyncSession) -> Sequence[User]:
-    result = await session.execute(select(User).order_by(User.username))
+    result = await session.execute(select(User).order_by(col(User.username)))
     return result.scalars().all()
 
 
@@ -34,8 +35,8 @@ async def get_user_and_device(
         return await session.get(User, user_id), None
     result = await session.execute(
         select(User, Device)
-        .outerjoin(Device, (Device.id == device_id) & (Device.owner_id == User.id))
-        .where(User.id == user_id)
+        .outerjoin(Device, (col(Device.id) == device_id) & (col(Device.owner_id) == User.id))
+        .where(col(User.id) == user_id)
     )
     row = result.one_or_none()
     return (row[0], row[1]) if row else (None, None)
@@ -48,15 +49,15 @@ async def get_device(session: AsyncSession, device_id: uuid.UUID) -> Device | No
 async def list_devices(session: AsyncSession) -> Sequence[tuple[Device, str]]:
     result = await session.execute(
         select(Device, User.username)
-        .join(User, User.id == Device.owner_id)
-        .order_by(User.username, Device.first_seen_at)
+        .join(User, col(User.id) == Device.owner_id)
+        .order_by(col(User.username), col(Device.first_seen_at))
     )
     return [(device, username) for device, username in result.tuples()]
 
 
 async def get_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
     result = await session.execute(
-        select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+        select(RefreshToken).where(col(RefreshToken.token_hash) == token_hash)
     )
     return result.scalar_one_or_none()
 
@@ -65,7 +66,7 @@ async def mark_rotated(session: AsyncSession, token_id: uuid.UUID, at: datetime)
     """Rotate a token only if nobody rotated it first; False means it was already used."""
     result = await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.id == token_id, RefreshToken.rotated_at.is_(None))  # type: ignore[union-attr]
+        .where(col(RefreshToken.id) == token_id, col(RefreshToken.rotated_at).is_(None))
         .values(rotated_at=at)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -74,7 +75,7 @@ async def mark_rotated(session: AsyncSession, token_id: uuid.UUID, at: datetime)
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID, at: datetime) -> None:
     await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=at)
     )
 

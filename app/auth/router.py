@@ -30,7 +30,9 @@ devices_router = APIRouter()
     "get the same answer.",
 )
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, settings: SettingsDep
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> TokenPair:
     return await service.authenticate(
         session,

@@ -16,7 +16,7 @@ from app.auth.schemas import DevicePublic, Me, TokenPair
 from app.core.config import Settings
 from app.core.errors import Conflict, Invalid, NotAuthenticated, NotFound
 from app.core.security import (
-    InvalidToken,
+    InvalidTokenError,
     create_access_token,
     decode_access_token,
     hash_password,
@@ -117,7 +117,9 @@ async def authenticate(
     if user is None or not password_ok or not user.is_active:
         raise NotAuthenticated(BAD_CREDENTIALS)
     if user.role == Role.field_worker and device_id is None:
-        raise Invalid("Field workers sign in from their phone: client_id (the device id) is required.")
+        raise Invalid(
+            "Field workers sign in from their phone: client_id (the device id) is required."
+        )
     if device_id is not None:
         await _device_for_login(session, user, device_id)
     await audit.record(
@@ -166,7 +168,7 @@ async def principal_from_token(session: AsyncSession, settings: Settings, token:
     """Check the token, then that its user and device are still allowed, on every request."""
     try:
         claims = decode_access_token(settings, token)
-    except InvalidToken:
+    except InvalidTokenError:
         raise NotAuthenticated("The access token is invalid or expired.") from None
     user, device = await repository.get_user_and_device(session, claims.user_id, claims.device_id)
     _require_active(user, device, claims.device_id)
@@ -196,7 +198,10 @@ async def create_user(
     if await repository.get_user_by_username(session, username) is not None:
         raise Conflict(f"A user named {username!r} already exists.")
     user = User(
-        username=username, role=role.value, full_name=full_name, password_hash=hash_password(password)
+        username=username,
+        role=role.value,
+        full_name=full_name,
+        password_hash=hash_password(password),
     )
     await repository.add(session, user)
     await audit.record(

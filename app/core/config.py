@@ -30,6 +30,8 @@ class DatabaseSettings(BaseSettings):
         "postgresql+asyncpg://user@host/db.",
     )
 
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per process.")
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -43,7 +45,6 @@ class Settings(DatabaseSettings):
         description="development, test or production. Outside development a real secret key "
         "is required.",
     )
-    db_pool_size: int = Field(default=10, ge=1, le=200)
     secret_key: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_SECRET_KEY),
         description="Key that signs access tokens. At least 32 characters outside development.",

@@ -11,10 +11,15 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel import SQLModel
 
-from app.core.config import Settings
+from app.core.config import DatabaseSettings
 from app.core.errors import DomainError
 
 # Every table model shares this metadata; its naming convention (set in app/core/__init__.py)
@@ -31,7 +36,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     """An engine for `settings.database_url`; SQLite gets WAL mode and foreign keys."""
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, pool_pre_ping=True)

@@ -134,9 +134,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
-    return problem_response(
-        exc.status_code, detail, headers=exc.headers, instance=request.url.path
-    )
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(exc.status_code, detail, headers=headers, instance=request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -39,7 +39,7 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
     return await asyncio.to_thread(_verify, password_hash, password)
 
 
-class InvalidToken(Exception):
+class InvalidTokenError(Exception):
     """The token is malformed, forged, expired or missing a required claim."""
 
 
@@ -87,10 +87,10 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
             options={"require_exp": True, "require_sub": True, "require_iat": True},
         )
     except JWTError as exc:
-        raise InvalidToken(str(exc)) from exc
+        raise InvalidTokenError(str(exc)) from exc
     role, device = claims.get("role"), claims.get("dev")
     if claims.get("typ") != ACCESS_TOKEN_TYPE or not isinstance(role, str):
-        raise InvalidToken("not an access token")
+        raise InvalidTokenError("not an access token")
     try:
         return AccessClaims(
             user_id=uuid.UUID(claims["sub"]),
@@ -99,7 +99,7 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         )
     except (TypeError, ValueError) as exc:
-        raise InvalidToken("malformed claims") from exc
+        raise InvalidTokenError("malformed claims") from exc
 
 
 def new_refresh_secret() -> tuple[str, str]:

@@ -35,4 +35,3 @@ async def readyz(request: Request) -> JSONResponse:
     result = await service.readiness(request.app.state.engine)
     status = 200 if result.status == "ready" else 503
     return JSONResponse(result.model_dump(), status_code=status)
-

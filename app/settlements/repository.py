@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from app.settlements.models import Settlement, SettlementAssignment
 
@@ -16,14 +17,16 @@ async def existing_pcodes(session: AsyncSession, pcodes: Iterable[str]) -> set[s
     wanted = list(set(pcodes))
     if not wanted:
         return set()
-    result = await session.execute(select(Settlement.pcode).where(Settlement.pcode.in_(wanted)))  # type: ignore[attr-defined]
+    result = await session.execute(
+        select(Settlement.pcode).where(col(Settlement.pcode).in_(wanted))
+    )
     return set(result.scalars())
 
 
 async def upsert_settlements(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
     """Insert new settlements and update the names and codes of known ones."""
     result = await session.execute(
-        select(Settlement).where(Settlement.pcode.in_([r["pcode"] for r in rows]))  # type: ignore[attr-defined]
+        select(Settlement).where(col(Settlement.pcode).in_([r["pcode"] for r in rows]))
     )
     known = {settlement.pcode: settlement for settlement in result.scalars()}
     for row in rows:
@@ -38,15 +41,15 @@ async def upsert_settlements(session: AsyncSession, rows: Sequence[dict[str, Any
 
 
 async def list_settlements(session: AsyncSession) -> Sequence[Settlement]:
-    result = await session.execute(select(Settlement).order_by(Settlement.pcode))
+    result = await session.execute(select(Settlement).order_by(col(Settlement.pcode)))
     return result.scalars().all()
 
 
 async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
     result = await session.execute(
         select(SettlementAssignment.settlement_pcode)
-        .where(SettlementAssignment.user_id == user_id)
-        .order_by(SettlementAssignment.settlement_pcode)
+        .where(col(SettlementAssignment.user_id) == user_id)
+        .order_by(col(SettlementAssignment.settlement_pcode))
     )
     return list(result.scalars())
 
@@ -62,7 +65,7 @@ async def remove_assignments(
 ) -> None:
     await session.execute(
         delete(SettlementAssignment).where(
-            SettlementAssignment.user_id == user_id,  # type: ignore[arg-type]
-            SettlementAssignment.settlement_pcode.in_(list(pcodes)),  # type: ignore[attr-defined]
+            col(SettlementAssignment.user_id) == user_id,
+            col(SettlementAssignment.settlement_pcode).in_(list(pcodes)),
         )
     )

@@ -46,7 +46,9 @@ def parse_settlements_csv(text: str) -> list[dict[str, Any]]:
         row = {c: (raw.get(c) or "").strip() for c in REQUIRED_COLUMNS}
         for column in REQUIRED_COLUMNS:
             if not row[column]:
-                errors.append(FieldError(field=f"line {line}.{column}", code="missing", message="is empty"))
+                errors.append(
+                    FieldError(field=f"line {line}.{column}", code="missing", message="is empty")
+                )
         for column, length in _LENGTHS.items():
             value = row[column]
             if value and (len(value) != length or not value.startswith("UA")):
@@ -67,7 +69,9 @@ def parse_settlements_csv(text: str) -> list[dict[str, Any]]:
             )
         if row["pcode"] in seen:
             errors.append(
-                FieldError(field=f"line {line}.pcode", code="duplicate", message=f"{row['pcode']} repeats")
+                FieldError(
+                    field=f"line {line}.pcode", code="duplicate", message=f"{row['pcode']} repeats"
+                )
             )
         seen.add(row["pcode"])
         ordered = (raw.get("evacuation_ordered_on") or "").strip()
@@ -91,8 +95,8 @@ def parse_settlements_csv(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-async def import_settlements(session: AsyncSession, text: str, *, actor: str = "cli") -> int:
-    rows = parse_settlements_csv(text)
+async def upsert(session: AsyncSession, rows: Sequence[dict[str, Any]], *, actor: str) -> int:
+    """Store parsed settlement rows: new ones are added, known ones updated."""
     count = await repository.upsert_settlements(session, rows)
     await audit.record(
         session,
@@ -102,6 +106,11 @@ async def import_settlements(session: AsyncSession, text: str, *, actor: str = "
         after={"rows": count},
     )
     return count
+
+
+async def import_settlements(session: AsyncSession, text: str, *, actor: str = "cli") -> int:
+    """Import a settlements CSV in the shape of the bundled KATOTTG extract."""
+    return await upsert(session, parse_settlements_csv(text), actor=actor)
 
 
 async def list_settlements(session: AsyncSession) -> Sequence[Settlement]:

@@ -68,8 +68,6 @@ class Visit(SQLModel, table=True):
     #: hash is a duplicate, with another hash an attempt to change an immutable visit.
     content_hash: str = Field(max_length=64)
     fold_state: str = Field(default="pending", sa_column=Column(String(16), nullable=False))
-    review_state: str = Field(
-        default="unreviewed", sa_column=Column(String(16), nullable=False)
-    )
+    review_state: str = Field(default="unreviewed", sa_column=Column(String(16), nullable=False))
     review_note: str = Field(default="", sa_type=Text)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

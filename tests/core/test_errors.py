@@ -1,0 +1,83 @@
+"""Every error is application/problem+json: 404, 405, validation, domain and 503."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
+
+from app.core.errors import PROBLEM_JSON
+
+
+async def test_unknown_path_is_problem_json(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert body["status"] == 404
+    assert body["title"] == "Not Found"
+    assert body["instance"] == "/api/v1/no-such-thing"
+
+
+async def test_wrong_method_is_problem_json(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/v1/auth/token")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["title"] == "Method Not Allowed"
+
+
+async def test_validation_error_names_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": ""})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body = response.json()
+    assert [e["field"] for e in body["errors"]] == ["refresh_token"]
+    assert body["errors"][0]["code"] == "string_too_short"
+    assert "refresh_token" in body["detail"]
+
+
+async def test_malformed_json_body_is_422_not_500(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/refresh",
+        content=b'{"refresh_token": "\x00',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_JSON
+
+
+async def test_lost_database_is_503_with_retry_after(app: FastAPI) -> None:
+    @app.get("/_test/db-down")
+    async def db_down() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/_test/db-down")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert int(response.headers["retry-after"]) > 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/me", "/api/v1/devices"])
+async def test_missing_token_is_401_problem_with_bearer_challenge(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_unexpected_error_is_500_problem_without_internals(app: FastAPI) -> None:
+    @app.get("/_test/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/_test/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert "secret internals" not in response.text

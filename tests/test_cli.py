@@ -1,0 +1,152 @@
+"""The `fieldsync` command, run as a real process against each database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import User
+from app.core.db import create_engine, create_sessionmaker
+from app.demo import DEMO_ACCOUNTS, ORDER_COUNT, SYNTHETIC_LABEL
+from app.households.models import Household
+from app.settlements.models import Settlement, SettlementAssignment
+from app.settlements.service import BUNDLED_SETTLEMENTS
+from tests.conftest import make_settings
+from tests.databases import clear_tables
+
+
+def fieldsync(
+    database_url: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FIELDSYNC_DATABASE_URL": database_url, "FIELDSYNC_ENV": "development"}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[AsyncSession]:
+    """A session on the test database, emptied after the test."""
+    engine = create_engine(make_settings(database_url))
+    try:
+        async with create_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        await clear_tables(engine)
+        await engine.dispose()
+
+
+async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) -> None:
+    imported = fieldsync(database_url, "settlements", "import", str(BUNDLED_SETTLEMENTS))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 269 settlements" in imported.stdout
+
+    created = fieldsync(
+        database_url, "users", "create", "olena", "--role", "supervisor",
+        "--password", "a-long-synthetic-password", "--settlement", "UA6308001001",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert "created supervisor olena, assigned to UA6308001001" in created.stdout
+
+    assigned = fieldsync(database_url, "users", "assign", "olena", "UA6308001002", "UA6308001003")
+    assert assigned.returncode == 0, assigned.stderr
+    user = (await db.execute(select(User).where(User.username == "olena"))).scalar_one()
+    pcodes = (
+        await db.execute(
+            select(SettlementAssignment.settlement_pcode).where(
+                SettlementAssignment.user_id == user.id
+            )
+        )
+    ).scalars()
+    assert sorted(pcodes) == ["UA6308001001", "UA6308001002", "UA6308001003"]
+
+    listed = fieldsync(database_url, "users", "list")
+    assert any(line.split()[:2] == ["olena", "supervisor"] for line in listed.stdout.splitlines())
+
+    demo = fieldsync(database_url, "demo", "load", "--households", "40")
+    assert demo.returncode == 0, demo.stderr
+    assert "SYNTHETIC" in demo.stdout
+    for username, _, _ in DEMO_ACCOUNTS:
+        assert f"account {username}  password " in demo.stdout
+    households = await db.scalar(select(func.count()).select_from(Household))
+    assert households == 40
+    notes = set((await db.execute(select(Household.notes))).scalars())
+    assert notes == {SYNTHETIC_LABEL}
+    ordered = await db.scalar(
+        select(func.count()).select_from(Settlement).where(Settlement.evacuation_ordered)
+    )
+    assert ordered == ORDER_COUNT
+
+    again = fieldsync(database_url, "demo", "load", "--households", "40")
+    assert again.returncode == 0, again.stderr
+    assert "  password " not in again.stdout  # passwords are shown once only
+    assert "account demo-admin already exists" in again.stdout
+    assert await db.scalar(select(func.count()).select_from(Household)) == 40
+
+
+async def test_the_password_is_prompted_for(database_url: str, db: AsyncSession) -> None:
+    password = "typed-at-the-prompt-123"
+    result = fieldsync(
+        database_url, "users", "create", "petro", "--role", "field_worker",
+        stdin=f"{password}\n{password}\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    user = (await db.execute(select(User).where(User.username == "petro"))).scalar_one()
+    assert user.role == "field_worker"
+    assert password not in user.password_hash
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["userz"], "No such command"),
+        (["users", "create", "x", "--role", "boss", "--password", "long-enough-pw"], "boss"),
+        (["users", "create", "x", "--role", "admin", "--password", "short"], "at least 10"),
+        (["users", "assign", "nobody", "UA6308001001"], "No user named 'nobody'"),
+        (["devices", "revoke", "not-a-uuid", "--reason", "lost"], "not a UUID"),
+        (["settlements", "import", "/no/such/file.csv"], "does not exist"),
+    ],
+)
+def test_mistakes_print_a_clear_message_and_exit_non_zero(
+    database_url: str, args: list[str], message: str
+) -> None:
+    result = fieldsync(database_url, *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_settlements_file_is_refused_with_line_numbers(
+    database_url: str, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    header = BUNDLED_SETTLEMENTS.read_text(encoding="utf-8").splitlines()[0]
+    bad.write_text(f"{header}\nUA63,UA63,hamlet,Х,X,UA6308001,Г,H,UA6308,UA63\n", encoding="utf-8")
+    result = fieldsync(database_url, "settlements", "import", str(bad))
+    assert result.returncode == 1
+    assert "line 2.pcode" in result.stderr
+    assert "line 2.category" in result.stderr
+
+
+def test_serve_refuses_the_default_key_in_production(database_url: str) -> None:
+    env = {**os.environ, "FIELDSYNC_DATABASE_URL": database_url, "FIELDSYNC_ENV": "production"}
+    env.pop("FIELDSYNC_SECRET_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "FIELDSYNC_SECRET_KEY" in result.stderr
