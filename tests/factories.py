@@ -5,15 +5,21 @@ from __future__ import annotations
 import itertools
 import uuid
 from functools import cache
+from http import HTTPStatus
+from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
+from app.audit.models import AuditEvent
 from app.auth.models import Device, Role, User
+from app.core.errors import PROBLEM_JSON
 from app.core.security import hash_password
 from app.settlements.models import Settlement, SettlementAssignment
 
-PASSWORD = "correct horse battery staple"  # noqa: S105
+PASSWORD = "correct horse battery staple"
 _counter = itertools.count(1)
 
 
@@ -98,3 +104,45 @@ async def tokens_for(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+# --- Reading what the app committed, and checking problem documents -----------------
+
+_Row = TypeVar("_Row")
+
+
+async def read_fresh(session: AsyncSession, statement: Select[_Row]) -> list[_Row]:
+    """Rows as the database holds them now, not as this session last saw them.
+
+    The app commits on its own connections. Ending this session's transaction first drops
+    any SQLite snapshot it holds, `populate_existing` overwrites stale identity-map copies,
+    and ending it again afterwards leaves no transaction open while the app writes.
+    """
+    await session.commit()
+    result = await session.scalars(statement.execution_options(populate_existing=True))
+    rows = list(result.all())
+    await session.commit()
+    return rows
+
+
+async def audit_events(session: AsyncSession, action: str) -> list[AuditEvent]:
+    """The audit events recorded with `action`, oldest first."""
+    return await read_fresh(
+        session,
+        select(AuditEvent).where(col(AuditEvent.action) == action).order_by(col(AuditEvent.id)),
+    )
+
+
+def assert_problem(
+    response: httpx.Response, status: int, detail: str | None = None
+) -> dict[str, Any]:
+    """Check a `application/problem+json` error of `status` (and `detail`); return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON, response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status, body
+    assert body["title"] == HTTPStatus(status).phrase, body
+    assert body["instance"] == response.request.url.path, body
+    if detail is not None:
+        assert body["detail"] == detail, body
+    return body
