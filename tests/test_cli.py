@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from app.auth.models import User
 from app.core.db import create_engine, create_sessionmaker
@@ -63,11 +65,11 @@ async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) 
 
     assigned = fieldsync(database_url, "users", "assign", "olena", "UA6308001002", "UA6308001003")
     assert assigned.returncode == 0, assigned.stderr
-    user = (await db.execute(select(User).where(User.username == "olena"))).scalar_one()
+    user = (await db.execute(select(User).where(col(User.username) == "olena"))).scalar_one()
     pcodes = (
         await db.execute(
             select(SettlementAssignment.settlement_pcode).where(
-                SettlementAssignment.user_id == user.id
+                col(SettlementAssignment.user_id) == user.id
             )
         )
     ).scalars()
@@ -81,12 +83,12 @@ async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) 
     assert "SYNTHETIC" in demo.stdout
     for username, _, _ in DEMO_ACCOUNTS:
         assert f"account {username}  password " in demo.stdout
-    households = await db.scalar(select(func.count()).select_from(Household))
+    households = await db.scalar(sa_select(func.count()).select_from(Household))
     assert households == 40
     notes = set((await db.execute(select(Household.notes))).scalars())
     assert notes == {SYNTHETIC_LABEL}
     ordered = await db.scalar(
-        select(func.count()).select_from(Settlement).where(Settlement.evacuation_ordered)
+        sa_select(func.count()).select_from(Settlement).where(col(Settlement.evacuation_ordered))
     )
     assert ordered == ORDER_COUNT
 
@@ -94,7 +96,7 @@ async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) 
     assert again.returncode == 0, again.stderr
     assert "  password " not in again.stdout  # passwords are shown once only
     assert "account demo-admin already exists" in again.stdout
-    assert await db.scalar(select(func.count()).select_from(Household)) == 40
+    assert await db.scalar(sa_select(func.count()).select_from(Household)) == 40
 
 
 async def test_the_password_is_prompted_for(database_url: str, db: AsyncSession) -> None:
@@ -104,7 +106,7 @@ async def test_the_password_is_prompted_for(database_url: str, db: AsyncSession)
         stdin=f"{password}\n{password}\n",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    user = (await db.execute(select(User).where(User.username == "petro"))).scalar_one()
+    user = (await db.execute(select(User).where(col(User.username) == "petro"))).scalar_one()
     assert user.role == "field_worker"
     assert password not in user.password_hash
 
