@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from app.api import TAGS, mount_routers
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import PROBLEM_JSON, install_error_handlers
+from app.core.openapi import add_component_schemas
+from app.sync.schemas import PushRequest
 
 DESCRIPTION = """
 FieldSync is the server behind the phones of field teams who go door to door in
@@ -60,11 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     mount_routers(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _problem_only_errors(FastAPI.openapi(app))
+            schema = _problem_only_errors(FastAPI.openapi(app))
+            add_component_schemas(schema, [PushRequest])
+            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

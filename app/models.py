@@ -4,7 +4,7 @@ from app.audit.models import AuditEvent
 from app.auth.models import Device, RefreshToken, Role, User
 from app.conflicts.models import Conflict
 from app.core.db import metadata
-from app.households.models import Household
+from app.households.models import Household, HouseholdEdit
 from app.settlements.models import Settlement, SettlementAssignment
 from app.sync.models import SyncBatch
 from app.visits.models import Visit
@@ -14,6 +14,7 @@ __all__ = [
     "Conflict",
     "Device",
     "Household",
+    "HouseholdEdit",
     "RefreshToken",
     "Role",
     "Settlement",

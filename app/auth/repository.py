@@ -52,7 +52,7 @@ async def list_devices(session: AsyncSession) -> Sequence[tuple[Device, str]]:
         .join(User, col(User.id) == Device.owner_id)
         .order_by(col(User.username), col(Device.first_seen_at))
     )
-    return [(device, username) for device, username in result.tuples()]
+    return [(row[0], row[1]) for row in result.all()]
 
 
 async def get_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:

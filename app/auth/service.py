@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -282,3 +282,15 @@ async def revoke_device(
         )
     owner = await repository.get_user(session, device.owner_id)
     return _device_public(device, owner.username if owner else "")
+
+
+async def record_sync(
+    session: AsyncSession, device_id: uuid.UUID, at: datetime, app_version: str | None
+) -> None:
+    """Note when a phone last synced, and with which app version."""
+    device = await repository.get_device(session, device_id)
+    if device is not None:
+        device.last_sync_at = at
+        device.last_seen_at = at
+        if app_version:
+            device.app_version = app_version

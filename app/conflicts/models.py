@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Text, text
 from sqlmodel import Field, SQLModel
 
 from app.core.types import JSONDocument, UTCDateTime, utcnow
@@ -16,7 +16,18 @@ class Conflict(SQLModel, table=True):
     """Every candidate value for a field, with who recorded it and when, until resolved."""
 
     __tablename__ = "conflict"
-    __table_args__ = (CheckConstraint("status IN ('open', 'resolved')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status"),
+        # One open conflict per household and field gathers every later candidate.
+        Index(
+            "uq_conflict_open_household_field",
+            "household_id",
+            "field",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     household_id: uuid.UUID = Field(

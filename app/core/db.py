@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event
+from sqlalchemy import Insert, MetaData, Row, Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +27,9 @@ from app.core.errors import DomainError
 # Every table model shares this metadata; its naming convention (set in app/core/__init__.py)
 # makes constraint names explicit and the same on SQLite and PostgreSQL.
 metadata: MetaData = SQLModel.metadata
+
+#: A result row of any width.
+AnyRow = Row[*tuple[Any, ...]]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -76,3 +81,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def insert_ignoring_duplicates(
+    session: AsyncSession, table: Table, *conflict_columns: str
+) -> Insert:
+    """`INSERT ... ON CONFLICT (columns) DO NOTHING` for the session's database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from app.core.errors import PROBLEM_JSON, Problem
 
@@ -37,6 +40,16 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+def add_component_schemas(schema: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:
+    """Add models (and the models they use) to `components.schemas`."""
+    _, definitions = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in definitions.get("$defs", {}).items():
+        components.setdefault(name, definition)
 
 
 def render_openapi(app: FastAPI) -> str:

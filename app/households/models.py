@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, String, Text
+from sqlalchemy import Column, ForeignKey, Index, String, Text
 from sqlmodel import Field, SQLModel
 
 from app.core.types import JSONDocument, UTCDateTime, utcnow
@@ -40,8 +40,11 @@ class Household(SQLModel, table=True):
     planned_departure: date | None = None
     last_outcome: str | None = Field(default=None, max_length=24)
     last_visit_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    consent_to_share: bool | None = None
     review: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
     version: int = 1
+    #: For each folded field, which observation set it and at which version (see fold.py).
+    field_stamps: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
     merged_into: uuid.UUID | None = Field(
         default=None, sa_column=Column(ForeignKey("household.id"), nullable=True)
     )
@@ -50,3 +53,24 @@ class Household(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class HouseholdEdit(SQLModel, table=True):
+    """One profile edit as a phone sent it: an observation of the fields it names."""
+
+    __tablename__ = "household_edit"
+    __table_args__ = (Index("ix_household_edit_household_id", "household_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    household_id: uuid.UUID
+    #: SHA-256 of (household, device, raw observed time, fields): a resent edit is a duplicate.
+    content_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    device_id: uuid.UUID = Field(sa_column=Column(ForeignKey("device.id"), nullable=False))
+    recorded_by: uuid.UUID = Field(sa_column=Column(ForeignKey("user_account.id"), nullable=False))
+    batch_id: uuid.UUID
+    observed_at_device: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    observed_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    future_clamped: bool = False
+    base_version: int | None = None
+    fields: dict[str, Any] = Field(default_factory=dict, sa_type=JSONDocument, nullable=False)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -172,3 +172,8 @@ async def unassign(
             after={"username": username, "settlements": after},
         )
     return after
+
+
+async def existing_pcodes(session: AsyncSession, pcodes: Collection[str]) -> set[str]:
+    """Which of these P-codes name a known settlement."""
+    return await repository.existing_pcodes(session, pcodes)

@@ -34,6 +34,7 @@ class Visit(SQLModel, table=True):
         CheckConstraint(_one_of("review_state", REVIEW_STATES), name="review_state"),
         CheckConstraint(_one_of("fold_state", FOLD_STATES), name="fold_state"),
         Index("ix_visit_household_id_visited_at", "household_id", "visited_at"),
+        Index("ix_visit_corrects", "corrects"),
     )
 
     id: uuid.UUID = Field(primary_key=True)

@@ -1,0 +1,30 @@
+"""Queries on conflicts. Flush, never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from app.conflicts.models import Conflict
+
+
+async def open_for(
+    session: AsyncSession, household_ids: Collection[uuid.UUID]
+) -> dict[tuple[uuid.UUID, str], Conflict]:
+    """The open conflicts of these households, by (household, field)."""
+    if not household_ids:
+        return {}
+    result = await session.execute(
+        select(Conflict).where(
+            col(Conflict.household_id).in_(list(household_ids)), col(Conflict.status) == "open"
+        )
+    )
+    return {(c.household_id, c.field): c for c in result.scalars()}
+
+
+async def add(session: AsyncSession, conflict: Conflict) -> None:
+    session.add(conflict)
+    await session.flush()

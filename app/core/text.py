@@ -1,0 +1,36 @@
+"""Constrained types for what phones send: text that PostgreSQL can store, aware timestamps."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_byte", "contains a NUL byte, which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "invalid_unicode", "contains a lone surrogate and is not valid Unicode"
+        ) from None
+    return value
+
+
+ShortText = Annotated[str, Field(max_length=200), AfterValidator(_storable)]
+Address = Annotated[str, Field(max_length=500), AfterValidator(_storable)]
+Note = Annotated[str, Field(max_length=4000), AfterValidator(_storable)]
+Tag = Annotated[str, Field(max_length=64), AfterValidator(_storable)]
+
+
+class Location(BaseModel):
+    """A GPS fix as the phone took it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False, examples=[49.7106])
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False, examples=[37.6156])
+    accuracy_m: float | None = Field(default=None, ge=0, le=100_000, allow_inf_nan=False)

@@ -1,0 +1,116 @@
+"""The fold: observations in, canonical household state out. Pure: no I/O, no clock.
+
+Every observation (a household edit, a visit, later a supervisor's resolution)
+carries a key: its corrected time, then the device id, then the item id. For each
+field the observation with the greatest key wins. Taking a maximum under a total
+order is commutative, associative and idempotent, so the state is the same
+whatever order observations arrive in and however often they repeat, and folding
+new observations into a stored state equals folding everything from scratch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+#: (corrected time as fixed-width UTC text, device id, item id): compared as a tuple.
+ObservationKey = tuple[str, str, str]
+
+#: State fields that a contacted visit sets; every visit also sets the last_* fields.
+CONTACT_FIELDS = ("decision", "reasons", "needs", "planned_departure", "consent_to_share")
+VISIT_FIELDS = ("last_outcome", "last_visit_at", *CONTACT_FIELDS)
+
+
+def time_key(at: datetime) -> str:
+    """Fixed-width UTC text that sorts like the instant it names (years padded to 4 digits)."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def observation_key(at: datetime, device_id: uuid.UUID, item_id: uuid.UUID | str) -> ObservationKey:
+    return (time_key(at), str(device_id), str(item_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Values for some fields, seen at `key` by user `by`."""
+
+    key: ObservationKey
+    by: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldStamp:
+    """Which observation a field's current value came from, and the version it changed at."""
+
+    key: ObservationKey
+    by: str
+    version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"k": list(self.key), "by": self.by, "v": self.version}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> FieldStamp:
+        k = raw["k"]
+        return cls(key=(str(k[0]), str(k[1]), str(k[2])), by=str(raw["by"]), version=int(raw["v"]))
+
+
+@dataclass(frozen=True, slots=True)
+class FoldState:
+    values: Mapping[str, Any] = field(default_factory=dict)
+    stamps: Mapping[str, FieldStamp] = field(default_factory=dict)
+
+
+def fold(state: FoldState, observations: Iterable[Observation], *, version: int) -> FoldState:
+    """Fold observations into `state`. A field that takes a new value is stamped `version`."""
+    values = dict(state.values)
+    stamps = dict(state.stamps)
+    for observation in observations:
+        for name, value in observation.values.items():
+            current = stamps.get(name)
+            if current is not None and observation.key <= current.key:
+                continue
+            changed = name not in values or values[name] != value
+            values[name] = value
+            stamps[name] = FieldStamp(
+                key=observation.key,
+                by=observation.by,
+                version=version if changed or current is None else current.version,
+            )
+    return FoldState(values=values, stamps=stamps)
+
+
+def changed_fields(before: FoldState, after: FoldState) -> set[str]:
+    """Fields whose value differs; a new stamp with the same value is not a change."""
+    names = set(before.values) | set(after.values)
+    return {n for n in names if before.values.get(n, _MISSING) != after.values.get(n, _MISSING)}
+
+
+_MISSING = object()
+
+
+def visit_values(
+    *,
+    outcome: str,
+    visited_at: datetime,
+    decision: str | None,
+    reasons: list[str],
+    needs: list[str],
+    planned_departure: date | None,
+    consent_to_share: bool,
+) -> dict[str, Any]:
+    """What a visit says about its household's state."""
+    values: dict[str, Any] = {"last_outcome": outcome, "last_visit_at": visited_at}
+    if outcome == "contacted":
+        values.update(
+            decision=decision,
+            reasons=sorted(reasons),
+            needs=sorted(needs),
+            planned_departure=planned_departure,
+            consent_to_share=consent_to_share,
+        )
+    return values

@@ -1,0 +1,51 @@
+"""The phones' endpoints: push a batch of visits and household edits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from app.auth.deps import require_roles
+from app.auth.models import Role
+from app.auth.service import Principal
+from app.core.body import read_body
+from app.core.deps import SessionDep, SettingsDep
+from app.core.openapi import errors
+from app.sync import service
+from app.sync.schemas import PushResponse
+
+router = APIRouter()
+
+
+#: Field workers and supervisors record visits from a registered phone.
+PhoneUser = Annotated[Principal, Depends(require_roles(Role.field_worker, Role.supervisor))]
+
+
+@router.post(
+    "/push",
+    operation_id="sync:push",
+    summary="Upload a batch of visits and household edits (phones)",
+    response_model=PushResponse,
+    responses=errors(400, 401, 403, 409, 413, 415, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PushRequest"}}
+            },
+        }
+    },
+    description="Phones call this whenever they have signal. Each item gets its own result, "
+    "in request order: `applied`, `duplicate`, `conflict`, `pending` (its household has not "
+    "arrived yet) or `rejected` with the reasons. Sending the same batch again (same "
+    "`batch_id`) returns the same answer and stores nothing twice. The body may be gzip "
+    "(`Content-Encoding: gzip`); its size limit applies after decompression. "
+    "See docs/PROTOCOL.md.",
+)
+async def push(
+    request: Request, principal: PhoneUser, session: SessionDep, settings: SettingsDep
+) -> Response:
+    body = await read_body(request, settings.batch_max_bytes)
+    answer = await service.push(session, settings, principal, body)
+    return Response(content=answer, media_type="application/json")

@@ -1,0 +1,71 @@
+"""The push envelope and its per-item results (docs/PROTOCOL.md, "Push")."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from app.core.errors import FieldError
+from app.core.text import Tag
+from app.households.schemas import HouseholdIn
+from app.visits.schemas import VISIT_EXAMPLE, VisitIn
+
+ItemStatus = Literal["applied", "duplicate", "conflict", "pending", "rejected"]
+
+
+class PushEnvelope(BaseModel):
+    """A batch as the phone sends it. Items are checked one by one after the envelope."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    batch_id: uuid.UUID
+    device_id: uuid.UUID
+    sent_at: AwareDatetime
+    app_version: Tag = ""
+    households: list[Any] = Field(default_factory=list)
+    visits: list[Any] = Field(default_factory=list)
+
+
+class PushRequest(PushEnvelope):
+    """The documented shape of a push body (the server validates each item on its own)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "batch_id": "9d3c1f4e-8b2a-4c6d-9e0f-1a2b3c4d5e6f",
+                    "device_id": "3e2d1c0b-a9f8-4e7d-8c6b-5a4f3e2d1c0b",
+                    "sent_at": "2026-11-20T18:02:11+02:00",
+                    "app_version": "1.4.2",
+                    "households": [],
+                    "visits": [VISIT_EXAMPLE],
+                }
+            ]
+        }
+    )
+
+    households: list[HouseholdIn] = Field(default_factory=list)
+    visits: list[VisitIn] = Field(default_factory=list)
+
+
+class ItemResult(BaseModel):
+    kind: Literal["household", "visit"]
+    id: str = Field(description="The item's id as sent (for an unreadable id, its position).")
+    status: ItemStatus
+    version: int | None = Field(
+        default=None, description="The household's version after this batch, when it is stored."
+    )
+    conflicts: list[uuid.UUID] = Field(default_factory=list)
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class PushResponse(BaseModel):
+    batch_id: uuid.UUID
+    received_at: datetime
+    clock_offset_seconds: float = Field(
+        description="How far the phone's clock was behind (positive) or ahead (negative)."
+    )
+    results: list[ItemResult]

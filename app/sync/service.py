@@ -1,0 +1,606 @@
+"""Push: one batch in, one result per item out, journaled so a retry gets the same answer.
+
+The steps follow docs/PROTOCOL.md: authenticate the device, enforce the limits,
+claim the batch id in the journal, correct the clock, validate each item on its
+own, store households then visits in bulk, fold, open conflicts, and store the
+response in the same transaction as everything else. The request's transaction
+commits before the response is sent (app/core/db.py), so an answered item is a
+stored item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import service as auth
+from app.auth.service import Principal
+from app.conflicts.service import ConflictBook
+from app.core.body import PayloadTooLarge
+from app.core.config import Settings
+from app.core.errors import Conflict, FieldError, Forbidden, Invalid, validation_field_errors
+from app.core.types import utcnow
+from app.households import service as households
+from app.households.fold import FoldState, Observation, time_key
+from app.households.models import Household
+from app.households.schemas import HouseholdIn
+from app.settlements import service as settlements
+from app.sync import repository
+from app.sync.clock import ClockCorrection
+from app.sync.schemas import ItemResult, PushEnvelope, PushResponse
+from app.visits import service as visits
+from app.visits.schemas import VisitIn, visit_rule_errors
+
+EDIT_NAMESPACE = uuid.UUID("1f0c7a52-93d4-4b8e-a3f2-6a1d0e5c9b71")
+
+
+def _canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(_canonical_json(value)).hexdigest()
+
+
+def parse_document(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; anything else is a 422 naming the problem."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise Invalid("The body nests too deeply to be a batch.") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, oversized integers
+        raise Invalid(f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(document, dict):
+        raise Invalid("The body must be a JSON object with batch_id, device_id and sent_at.")
+    return document
+
+
+def batch_identity(document: dict[str, Any]) -> str:
+    """What makes two sends the same batch: everything but `sent_at`, which a retry may renew."""
+    return _sha256({k: v for k, v in document.items() if k != "sent_at"})
+
+
+@dataclass
+class _Edit:
+    position: int
+    prefix: str
+    data: HouseholdIn
+    values: dict[str, Any]
+    row: dict[str, Any]
+
+
+@dataclass
+class _Visit:
+    position: int
+    prefix: str
+    data: VisitIn
+    row: dict[str, Any]
+
+
+@dataclass
+class _Batch:
+    """The working state of one push."""
+
+    principal: Principal
+    device_id: uuid.UUID
+    batch_id: uuid.UUID
+    clock: ClockCorrection
+    received_at: datetime
+    results: list[ItemResult] = field(default_factory=list)
+    #: The household each readable item is about, by result position.
+    household_of: dict[int, uuid.UUID] = field(default_factory=dict)
+    edits: list[_Edit] = field(default_factory=list)
+    visits: list[_Visit] = field(default_factory=list)
+
+    def reject(self, position: int, errors: list[FieldError]) -> None:
+        result = self.results[position]
+        result.status = "rejected"
+        result.errors = errors
+
+
+def _item_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
+    return [
+        FieldError(
+            field=f"{prefix}.{e.field}" if e.field else prefix, code=e.code, message=e.message
+        )
+        for e in validation_field_errors(exc.errors())
+    ]
+
+
+def _item_id(raw: Any) -> str:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value[:64] if isinstance(value, str) else ""
+
+
+def _validate(model: type[BaseModel], raw: Any, prefix: str) -> tuple[Any, list[FieldError]]:
+    try:
+        return model.model_validate(raw), []
+    except ValidationError as exc:
+        return None, _item_errors(exc, prefix)
+
+
+def _corrected(
+    batch: _Batch, device_time: datetime, field_path: str
+) -> tuple[datetime, bool] | FieldError:
+    try:
+        return batch.clock.correct(device_time)
+    except OverflowError:
+        return FieldError(
+            field=field_path, code="out_of_range", message="is too far from the server's clock"
+        )
+
+
+def _read_households(batch: _Batch, raw_items: list[Any]) -> None:
+    for i, raw in enumerate(raw_items):
+        prefix = f"households.{i}"
+        position = len(batch.results)
+        batch.results.append(ItemResult(kind="household", id=_item_id(raw), status="applied"))
+        data, errors = _validate(HouseholdIn, raw, prefix)
+        if data is None:
+            batch.reject(position, errors)
+            continue
+        batch.results[position].id = str(data.id)
+        batch.household_of[position] = data.id
+        corrected = _corrected(batch, data.observed_at, f"{prefix}.observed_at")
+        if isinstance(corrected, FieldError):
+            batch.reject(position, [corrected])
+            continue
+        observed_at, clamped = corrected
+        values = data.observed_fields()
+        content_hash = _sha256(
+            {
+                "household": str(data.id),
+                "device": str(batch.device_id),
+                "observed_at": data.observed_at.isoformat(),
+                "base_version": data.base_version,
+                "fields": values,
+            }
+        )
+        row = {
+            "id": uuid.uuid5(EDIT_NAMESPACE, content_hash),
+            "household_id": data.id,
+            "content_hash": content_hash,
+            "device_id": batch.device_id,
+            "recorded_by": batch.principal.user_id,
+            "batch_id": batch.batch_id,
+            "observed_at_device": data.observed_at,
+            "observed_at": observed_at,
+            "future_clamped": clamped,
+            "base_version": data.base_version,
+            "fields": values,
+            "received_at": batch.received_at,
+        }
+        batch.edits.append(_Edit(position, prefix, data, values, row))
+
+
+def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
+    for i, raw in enumerate(raw_items):
+        prefix = f"visits.{i}"
+        position = len(batch.results)
+        batch.results.append(ItemResult(kind="visit", id=_item_id(raw), status="applied"))
+        data, errors = _validate(VisitIn, raw, prefix)
+        if data is None:
+            batch.reject(position, errors)
+            continue
+        batch.results[position].id = str(data.id)
+        batch.household_of[position] = data.household_id
+        errors = visit_rule_errors(data, prefix)
+        corrected = _corrected(batch, data.visited_at, f"{prefix}.visited_at")
+        if isinstance(corrected, FieldError):
+            errors.append(corrected)
+        if errors or isinstance(corrected, FieldError):
+            batch.reject(position, errors)
+            continue
+        visited_at, clamped = corrected
+        location = data.location
+        row = {
+            "id": data.id,
+            "household_id": data.household_id,
+            "device_id": batch.device_id,
+            "recorded_by": batch.principal.user_id,
+            "batch_id": batch.batch_id,
+            "visited_at_device": data.visited_at,
+            "visited_at": visited_at,
+            "clock_corrected": batch.clock.applied,
+            "future_clamped": clamped,
+            "outcome": data.outcome,
+            "decision": data.decision,
+            "reasons": list(data.reasons),
+            "reason_note": data.reason_note,
+            "leave_mode": data.leave_mode,
+            "signed_refusal": data.signed_refusal,
+            "people_present": data.people_present,
+            "needs": list(data.needs),
+            "planned_departure": data.planned_departure,
+            "destination": data.destination,
+            "consent_to_share": data.consent_to_share,
+            "lat": location.lat if location else None,
+            "lon": location.lon if location else None,
+            "accuracy_m": location.accuracy_m if location else None,
+            "notes": data.notes,
+            "corrects": data.corrects,
+            "content_hash": _sha256(data.model_dump(mode="json")),
+            "fold_state": "pending",
+            "review_state": "unreviewed",
+            "review_note": "",
+            "received_at": batch.received_at,
+        }
+        batch.visits.append(_Visit(position, prefix, data, row))
+
+
+async def _reject_unknown_settlements(session: AsyncSession, batch: _Batch) -> None:
+    named = {e.data.settlement for e in batch.edits if e.data.settlement is not None}
+    unknown = named - await settlements.existing_pcodes(session, named)
+    if not unknown:
+        return
+    kept = []
+    for edit in batch.edits:
+        if edit.data.settlement in unknown:
+            batch.reject(
+                edit.position,
+                [
+                    FieldError(
+                        field=f"{edit.prefix}.settlement",
+                        code="unknown_code",
+                        message=f"'{edit.data.settlement}' is not a known settlement P-code",
+                    )
+                ],
+            )
+        else:
+            kept.append(edit)
+    batch.edits = kept
+
+
+async def _store_households(
+    session: AsyncSession, batch: _Batch
+) -> tuple[dict[uuid.UUID, Household], set[uuid.UUID], dict[uuid.UUID, FoldState]]:
+    """Create new households, lock every touched one, and store the edits.
+
+    Returns the locked households, the ids created by this batch, and each
+    pre-existing household's state before the batch (for stale-edit conflicts).
+    """
+    touched = {e.data.id for e in batch.edits} | {v.data.household_id for v in batch.visits}
+    known = await households.existing_ids(session, touched)
+    new_rows: dict[uuid.UUID, dict[str, Any]] = {}
+    for edit in batch.edits:
+        hid = edit.data.id
+        if hid not in known and hid not in new_rows and edit.data.settlement is not None:
+            new_rows[hid] = {
+                "id": hid,
+                "settlement_pcode": edit.data.settlement,
+                "created_by": batch.principal.user_id,
+                "version": 0,
+                "reasons": [],
+                "needs": [],
+                "review": {},
+                "field_stamps": {},
+                "address": "",
+                "head_name": "",
+                "phone": "",
+                "notes": "",
+                "created_at": batch.received_at,
+                "updated_at": batch.received_at,
+            }
+    created = await households.insert_new(session, list(new_rows.values()))
+    locked = await households.lock(session, touched)
+    before = {hid: households.state_of(h) for hid, h in locked.items() if hid not in created}
+
+    storable = []
+    for edit in batch.edits:
+        if edit.data.id in locked:
+            storable.append(edit)
+        else:
+            batch.reject(
+                edit.position,
+                [
+                    FieldError(
+                        field=f"{edit.prefix}.settlement",
+                        code="unknown_household",
+                        message="this household is not known to the server; "
+                        "a new household must name its settlement",
+                    )
+                ],
+            )
+    inserted = await households.insert_edits(session, [e.row for e in storable])
+    batch.edits = []
+    for edit in storable:
+        if edit.row["id"] in inserted:
+            batch.edits.append(edit)
+        else:
+            batch.results[edit.position].status = "duplicate"
+    return locked, created, before
+
+
+async def _store_visits(
+    session: AsyncSession, batch: _Batch, locked: dict[uuid.UUID, Household]
+) -> None:
+    """Insert new visits; classify resends as duplicate or, if changed, immutable."""
+    targets = {v.data.corrects for v in batch.visits if v.data.corrects is not None}
+    stored = await visits.stored(session, {v.data.id for v in batch.visits} | targets)
+    household_in_batch = {v.data.id: v.data.household_id for v in batch.visits}
+    first: dict[uuid.UUID, _Visit] = {}
+    fresh: list[_Visit] = []
+    for item in batch.visits:
+        vid = item.data.id
+        earlier = stored[vid][0] if vid in stored else None
+        if earlier is None and vid in first:
+            earlier = first[vid].row["content_hash"]
+        if earlier is not None:
+            if earlier == item.row["content_hash"]:
+                batch.results[item.position].status = "duplicate"
+            else:
+                batch.reject(item.position, [_immutable(item)])
+            continue
+        target = item.data.corrects
+        if target is not None:
+            target_household = (
+                stored[target][1] if target in stored else household_in_batch.get(target)
+            )
+            if target_household not in (None, item.data.household_id):
+                error = FieldError(
+                    field=f"{item.prefix}.corrects",
+                    code="other_household",
+                    message="names a visit of another household",
+                )
+                batch.reject(item.position, [error])
+                continue
+        first[vid] = item
+        item.row["fold_state"] = "folded" if item.data.household_id in locked else "pending"
+        fresh.append(item)
+    inserted = await visits.insert_new(session, [v.row for v in fresh])
+    raced = [v for v in fresh if v.data.id not in inserted]
+    # Stored by a concurrent batch between the look-up and the insert: classify again.
+    again = await visits.stored(session, {v.data.id for v in raced}) if raced else {}
+    for item in raced:
+        if again.get(item.data.id, ("",))[0] == item.row["content_hash"]:
+            batch.results[item.position].status = "duplicate"
+        else:
+            batch.reject(item.position, [_immutable(item)])
+    batch.visits = [v for v in fresh if v.data.id in inserted]
+
+
+def _immutable(item: _Visit) -> FieldError:
+    return FieldError(
+        field=f"{item.prefix}.id",
+        code="immutable",
+        message="a different visit with this id is stored; send a new visit with `corrects`",
+    )
+
+
+def _candidate(
+    item_id: Any, kind: str, value: Any, by: Any, device: Any, at: str
+) -> dict[str, Any]:
+    return {
+        "item_id": str(item_id),
+        "kind": kind,
+        "value": value,
+        "recorded_by": str(by),
+        "device_id": str(device),
+        "at": at,
+    }
+
+
+async def _fold(
+    session: AsyncSession,
+    batch: _Batch,
+    locked: dict[uuid.UUID, Household],
+    created: set[uuid.UUID],
+) -> set[uuid.UUID]:
+    """Fold what this batch stored; returns the visits left out of the fold (corrected)."""
+    folded_here = set(locked)
+    corrected = await visits.corrected_ids(session, folded_here)
+    from_scratch = set(created) | {
+        v.data.household_id for v in batch.visits if v.data.corrects is not None
+    }
+    from_scratch &= folded_here
+    incremental: dict[uuid.UUID, list[Observation]] = defaultdict(list)
+    for edit in batch.edits:
+        incremental[edit.data.id].append(households.edit_observation(edit.row))
+    for item in batch.visits:
+        hid = item.data.household_id
+        if hid in folded_here and item.data.id not in corrected:
+            incremental[hid].append(visits.observation(item.row))
+    full = await households.observations_for(session, from_scratch) if from_scratch else {}
+    for hid in sorted(folded_here):
+        if hid in from_scratch:
+            households.apply(locked[hid], full[hid], from_scratch=True)
+        elif incremental.get(hid):
+            households.apply(locked[hid], incremental[hid], from_scratch=False)
+    await visits.mark_folded(session, created)
+    return corrected
+
+
+async def _open_conflicts(
+    session: AsyncSession,
+    batch: _Batch,
+    settings: Settings,
+    locked: dict[uuid.UUID, Household],
+    before: dict[uuid.UUID, FoldState],
+    corrected: set[uuid.UUID],
+) -> None:
+    book = await ConflictBook.load(session, locked)
+    user = str(batch.principal.user_id)
+    for edit in batch.edits:
+        state = before.get(edit.data.id)
+        base = edit.data.base_version
+        if state is None or base is None:
+            continue
+        for name, value in edit.values.items():
+            stamp = state.stamps.get(name)
+            if stamp is None or stamp.version <= base or stamp.by == user:
+                continue
+            if state.values.get(name) == value:
+                continue
+            current = _candidate(
+                stamp.key[2],
+                "household_edit",
+                _jsonable(state.values.get(name)),
+                stamp.by,
+                stamp.key[1],
+                stamp.key[0],
+            )
+            proposed = _candidate(
+                edit.row["id"],
+                "household_edit",
+                _jsonable(value),
+                user,
+                batch.device_id,
+                time_key(edit.row["observed_at"]),
+            )
+            conflict_id = await book.gather(edit.data.id, name, "stale_edit", [current, proposed])
+            _mark_conflict(batch.results[edit.position], conflict_id)
+
+    contacted = [
+        v
+        for v in batch.visits
+        if v.data.outcome == "contacted"
+        and v.data.household_id in locked
+        and v.data.id not in corrected
+    ]
+    if not contacted:
+        return
+    window = timedelta(hours=settings.conflict_window_hours)
+    times = [v.row["visited_at"] for v in contacted]
+    near = await visits.contacted_between(
+        session, {v.data.household_id for v in contacted}, min(times) - window, max(times) + window
+    )
+    by_household: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for row in near:
+        if row.id not in corrected:
+            by_household[row.household_id].append(row)
+    for item in contacted:
+        mine = item.row
+        rivals = [
+            r
+            for r in by_household[item.data.household_id]
+            if r.id != mine["id"]
+            and r.recorded_by != mine["recorded_by"]
+            and r.decision != mine["decision"]
+            and abs(r.visited_at - mine["visited_at"]) <= window
+        ]
+        if not rivals:
+            continue
+        candidates = [
+            _candidate(
+                r.id, "visit", r.decision, r.recorded_by, r.device_id, time_key(r.visited_at)
+            )
+            for r in rivals
+        ]
+        candidates.append(
+            _candidate(
+                mine["id"],
+                "visit",
+                mine["decision"],
+                mine["recorded_by"],
+                mine["device_id"],
+                time_key(mine["visited_at"]),
+            )
+        )
+        conflict_id = await book.gather(
+            item.data.household_id, "decision", "decision_disagreement", candidates
+        )
+        _mark_conflict(batch.results[item.position], conflict_id)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _mark_conflict(result: ItemResult, conflict_id: uuid.UUID) -> None:
+    result.status = "conflict"
+    if conflict_id not in result.conflicts:
+        result.conflicts.append(conflict_id)
+
+
+async def push(
+    session: AsyncSession, settings: Settings, principal: Principal, body: bytes
+) -> bytes:
+    """Process one pushed batch and return the response body, as stored in the journal."""
+    received_at = utcnow()
+    document = parse_document(body)
+    try:
+        envelope = PushEnvelope.model_validate(document)
+    except ValidationError as exc:
+        errors = validation_field_errors(exc.errors())
+        raise Invalid("The batch envelope is not valid.", errors=errors) from None
+    if principal.device_id is None or envelope.device_id != principal.device_id:
+        raise Forbidden("device_id must be the device this token was issued to.")
+    item_count = len(envelope.households) + len(envelope.visits)
+    if item_count > settings.batch_max_items:
+        raise PayloadTooLarge(
+            f"The batch has {item_count} items; at most {settings.batch_max_items} are accepted. "
+            "Split it into smaller batches."
+        )
+    identity = batch_identity(document)
+    clock = ClockCorrection.estimate(
+        envelope.sent_at, received_at, settings.clock_tolerance_seconds
+    )
+    claimed = await repository.claim(
+        session,
+        batch_id=envelope.batch_id,
+        device_id=envelope.device_id,
+        user_id=principal.user_id,
+        body_sha256=identity,
+        request_body=body,
+        app_version=envelope.app_version,
+        sent_at_device=envelope.sent_at,
+        clock_offset_seconds=clock.offset.total_seconds(),
+        item_count=item_count,
+        received_at=received_at,
+    )
+    if not claimed:
+        earlier = await repository.get(session, envelope.batch_id)
+        if (
+            earlier is None
+            or earlier.body_sha256 != identity
+            or earlier.device_id != envelope.device_id
+        ):
+            raise Conflict("This batch_id was already used for a different batch.")
+        return earlier.response_body
+
+    batch = _Batch(
+        principal=principal,
+        device_id=envelope.device_id,
+        batch_id=envelope.batch_id,
+        clock=clock,
+        received_at=received_at,
+    )
+    _read_households(batch, envelope.households)
+    _read_visits(batch, envelope.visits)
+    await _reject_unknown_settlements(session, batch)
+    locked, created, before = await _store_households(session, batch)
+    await _store_visits(session, batch, locked)
+    corrected = await _fold(session, batch, locked, created)
+    await _open_conflicts(session, batch, settings, locked, before, corrected)
+    await session.flush()
+
+    pending = {v.data.id for v in batch.visits if v.data.household_id not in locked}
+    for item in batch.visits:
+        if item.data.id in pending and batch.results[item.position].status == "applied":
+            batch.results[item.position].status = "pending"
+    for position, result in enumerate(batch.results):
+        household_id = batch.household_of.get(position)
+        if result.status != "rejected" and household_id in locked:
+            result.version = locked[household_id].version
+
+    response = (
+        PushResponse(
+            batch_id=envelope.batch_id,
+            received_at=received_at,
+            clock_offset_seconds=clock.offset.total_seconds(),
+            results=batch.results,
+        )
+        .model_dump_json()
+        .encode()
+    )
+    await repository.store_response(session, envelope.batch_id, response)
+    await auth.record_sync(session, envelope.device_id, received_at, envelope.app_version)
+    return response
