@@ -14,7 +14,7 @@ from app.auth import repository
 from app.auth.models import Device, RefreshToken, Role, User
 from app.auth.schemas import DevicePublic, Me, TokenPair
 from app.core.config import Settings
-from app.core.errors import Conflict, Invalid, NotAuthenticated, NotFound
+from app.core.errors import Conflict, FieldError, Invalid, NotAuthenticated, NotFound
 from app.core.security import (
     InvalidTokenError,
     create_access_token,
@@ -111,14 +111,19 @@ async def authenticate(
         try:
             device_id = uuid.UUID(client_id)
         except ValueError:
-            raise Invalid("client_id must be the device's UUID.") from None
+            message = "must be the device's UUID"
+            raise Invalid(
+                f"client_id {message}.",
+                errors=[FieldError(field="client_id", code="uuid_parsing", message=message)],
+            ) from None
     user = await repository.get_user_by_username(session, username)
     password_ok = await verify_password(user.password_hash if user else None, password)
     if user is None or not password_ok or not user.is_active:
         raise NotAuthenticated(BAD_CREDENTIALS)
     if user.role == Role.field_worker and device_id is None:
         raise Invalid(
-            "Field workers sign in from their phone: client_id (the device id) is required."
+            "Field workers sign in from their phone: client_id (the device id) is required.",
+            errors=[FieldError(field="client_id", code="missing", message="is required")],
         )
     if device_id is not None:
         await _device_for_login(session, user, device_id)
