@@ -148,10 +148,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DBAPIError)
-    if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
-        return await _unexpected_error(request, exc)
-    logger.warning("database unavailable: %s", type(exc.orig).__name__)
+    """A lost or refused database connection: 503, nothing committed, retry later.
+
+    SQLAlchemy wraps most driver errors in DBAPIError; a refused connection may also
+    surface as the driver's bare OSError (ConnectionRefusedError, a DNS failure).
+    """
+    if isinstance(exc, DBAPIError):
+        if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+            return await _unexpected_error(request, exc)
+        cause = type(exc.orig).__name__
+    else:
+        cause = type(exc).__name__
+    logger.warning("database unavailable: %s", cause)
     return problem_response(
         503,
         "The database is unavailable; nothing was stored. Retry later.",
@@ -170,4 +178,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(OSError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

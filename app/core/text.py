@@ -1,4 +1,7 @@
-"""Constrained types for what phones send: text that PostgreSQL can store, aware timestamps."""
+"""Constrained types for what phones send: text PostgreSQL can store, GPS fixes.
+
+Pydantic already refuses lone surrogates (`string_unicode`); NUL bytes are refused here.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,6 @@ from pydantic_core import PydanticCustomError
 def _storable(value: str) -> str:
     if "\x00" in value:
         raise PydanticCustomError("nul_byte", "contains a NUL byte, which cannot be stored")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError(
-            "invalid_unicode", "contains a lone surrogate and is not valid Unicode"
-        ) from None
     return value
 
 

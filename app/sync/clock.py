@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+#: Corrected times before this are garbage (a phone clock reset is corrected by the offset).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +33,11 @@ class ClockCorrection:
     def correct(self, device_time: datetime) -> tuple[datetime, bool]:
         """The corrected time, and whether it was still in the future and clamped to receipt.
 
-        Raises `OverflowError` when the correction leaves the representable range.
+        Raises `OverflowError` when the corrected time is before EARLIEST or unrepresentable.
         """
         corrected = device_time + self.offset
+        if corrected < EARLIEST:
+            raise OverflowError("before the earliest accepted time")
         if corrected > self.received_at:
             return self.received_at, True
         return corrected, False

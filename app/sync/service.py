@@ -134,7 +134,9 @@ def _corrected(
         return batch.clock.correct(device_time)
     except OverflowError:
         return FieldError(
-            field=field_path, code="out_of_range", message="is too far from the server's clock"
+            field=field_path,
+            code="out_of_range",
+            message="is before 2000-01-01 even after correcting the phone's clock",
         )
 
 
