@@ -6,12 +6,15 @@ rolls back when it raises. Services and repositories only flush.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from functools import cache
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Request
-from sqlalchemy import Insert, MetaData, Row, Table, event
+from sqlalchemy import JSON, Column, Insert, MetaData, Row, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.types import NullType
 from sqlmodel import SQLModel
 
 from app.core.config import DatabaseSettings
@@ -41,10 +45,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+_JSON = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+
+
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:
-    """An engine for `settings.database_url`; SQLite gets WAL mode and foreign keys."""
+    """An engine for `settings.database_url`; SQLite gets WAL mode and foreign keys.
+
+    JSON columns are encoded and decoded with orjson: the push path reads and writes
+    hundreds of them per batch.
+    """
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, pool_pre_ping=True)
+        engine = create_async_engine(settings.database_url, pool_pre_ping=True, **_JSON)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
@@ -53,6 +68,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        **_JSON,
     )
 
 
@@ -90,3 +106,54 @@ def insert_ignoring_duplicates(
     if session.get_bind().dialect.name == "postgresql":
         return pg_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+
+
+def _pg_array_type(column: Column[Any]) -> str:
+    """The PostgreSQL type of a column, for casting an array parameter to `type[]`."""
+    column_type = column.type
+    if isinstance(column_type, NullType) and column.foreign_keys:
+        column_type = next(iter(column.foreign_keys)).column.type
+    return str(column_type.compile(dialect=PGDialect()))  # type: ignore[no-untyped-call]
+
+
+@cache
+def _unnest_insert_sql(table: Table, conflict_column: str) -> str:
+    names = [column.name for column in table.columns]
+    arrays = [f"${i}::{_pg_array_type(table.c[n])}[]" for i, n in enumerate(names, start=1)]
+    return (
+        f'INSERT INTO "{table.name}" ({", ".join(names)}) '  # noqa: S608  (names from the model)
+        f"SELECT * FROM unnest({', '.join(arrays)}) "
+        f"ON CONFLICT ({conflict_column}) DO NOTHING RETURNING {conflict_column}"
+    )
+
+
+async def insert_unnest(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict_column: str,
+) -> set[Any]:
+    """PostgreSQL only: insert rows as one statement over per-column arrays, skipping rows
+    whose `conflict_column` is taken. Returns the `conflict_column` values inserted.
+
+    Runs on the session's own connection, inside its transaction.
+    """
+    names = [column.name for column in table.columns]
+    arrays = [f"${i}::{_pg_array_type(table.c[name])}[]" for i, name in enumerate(names, start=1)]
+    sql = (
+        f'INSERT INTO "{table.name}" ({", ".join(names)}) '  # noqa: S608  (names from the model)
+        f"SELECT * FROM unnest({', '.join(arrays)}) "
+        f"ON CONFLICT ({conflict_column}) DO NOTHING RETURNING {conflict_column}"
+    )
+    json_columns = {n for n in names if isinstance(table.c[n].type, JSON)}
+    values = [
+        [orjson.dumps(row[n]).decode() if n in json_columns else row[n] for row in rows]
+        for n in names
+    ]
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    records = await driver.fetch(sql, *values)
+    return {record[0] for record in records}

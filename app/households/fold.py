@@ -11,10 +11,10 @@ new observations into a stored state equals folding everything from scratch.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 #: (corrected time as fixed-width UTC text, device id, item id): compared as a tuple.
 ObservationKey = tuple[str, str, str]
@@ -42,21 +42,28 @@ class Observation:
     values: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class FieldStamp:
-    """Which observation a field's current value came from, and the version it changed at."""
+class FieldStamp(NamedTuple):
+    """Which observation a field's current value came from, and the version it changed at.
 
-    key: ObservationKey
+    Stored as a JSON list `[time, device, item, by, version]` per field.
+    """
+
+    time: str
+    device: str
+    item: str
     by: str
     version: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {"k": list(self.key), "by": self.by, "v": self.version}
+    @property
+    def key(self) -> ObservationKey:
+        return (self.time, self.device, self.item)
+
+    def to_json(self) -> list[Any]:
+        return list(self)
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> FieldStamp:
-        k = raw["k"]
-        return cls(key=(str(k[0]), str(k[1]), str(k[2])), by=str(raw["by"]), version=int(raw["v"]))
+    def from_json(cls, raw: Sequence[Any]) -> FieldStamp:
+        return cls(str(raw[0]), str(raw[1]), str(raw[2]), str(raw[3]), int(raw[4]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +84,9 @@ def fold(state: FoldState, observations: Iterable[Observation], *, version: int)
             changed = name not in values or values[name] != value
             values[name] = value
             stamps[name] = FieldStamp(
-                key=observation.key,
-                by=observation.by,
-                version=version if changed or current is None else current.version,
+                *observation.key,
+                observation.by,
+                version if changed or current is None else current.version,
             )
     return FoldState(values=values, stamps=stamps)
 

@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -47,21 +48,57 @@ async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> s
     return set(result.scalars())
 
 
-async def lock(session: AsyncSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Household]:
-    """Load and lock households in id order, so two batches cannot deadlock on them.
+#: The columns the fold reads and writes.
+FOLDED_COLUMNS = (
+    "settlement_pcode",
+    "address",
+    "lat",
+    "lon",
+    "accuracy_m",
+    "head_name",
+    "phone",
+    "members",
+    "members_elderly",
+    "members_children",
+    "members_disabled",
+    "notes",
+    "decision",
+    "reasons",
+    "needs",
+    "planned_departure",
+    "last_outcome",
+    "last_visit_at",
+    "consent_to_share",
+)
+_h = household_table.c
 
-    PostgreSQL takes row locks (FOR UPDATE); SQLite already serialises writers.
-    """
+
+async def lock_for_fold(session: AsyncSession, ids: Collection[uuid.UUID]) -> list[dict[str, Any]]:
+    """The folded columns of these households, locked in id order so that two batches
+    cannot deadlock on them. PostgreSQL takes row locks (FOR UPDATE); SQLite already
+    serialises writers."""
     if not ids:
-        return {}
+        return []
+    columns = [_h.id, _h.version, _h.field_stamps, *(_h[name] for name in FOLDED_COLUMNS)]
     result = await session.execute(
-        select(Household)
-        .where(col(Household.id).in_(sorted(ids)))
-        .order_by(col(Household.id))
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        sa_select(*columns).where(_h.id.in_(sorted(ids))).order_by(_h.id).with_for_update()
     )
-    return {h.id: h for h in result.scalars()}
+    return [dict(row) for row in result.mappings()]
+
+
+async def save_folded(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Write re-folded households back, all in one executemany."""
+    if not rows:
+        return
+    names = ["version", "field_stamps", "updated_at", *FOLDED_COLUMNS]
+    statement = (
+        update(household_table)
+        .where(_h.id == bindparam("household_id"))
+        .values({name: bindparam(f"v_{name}") for name in names})
+    )
+    await session.execute(
+        statement, [{"household_id": r["id"], **{f"v_{n}": r[n] for n in names}} for r in rows]
+    )
 
 
 async def insert_edits(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:

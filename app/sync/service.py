@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,8 +31,8 @@ from app.core.errors import Conflict, FieldError, Forbidden, Invalid, validation
 from app.core.types import utcnow
 from app.households import service as households
 from app.households.fold import FoldState, Observation, time_key
-from app.households.models import Household
 from app.households.schemas import HouseholdIn
+from app.households.service import Record
 from app.settlements import service as settlements
 from app.sync import repository
 from app.sync.clock import ClockCorrection
@@ -43,7 +44,11 @@ EDIT_NAMESPACE = uuid.UUID("1f0c7a52-93d4-4b8e-a3f2-6a1d0e5c9b71")
 
 
 def _canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    """Sorted-key JSON. orjson is fast but refuses lone surrogates; json takes the rest."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _sha256(value: Any) -> str:
@@ -99,6 +104,8 @@ class _Batch:
     household_of: dict[int, uuid.UUID] = field(default_factory=dict)
     edits: list[_Edit] = field(default_factory=list)
     visits: list[_Visit] = field(default_factory=list)
+    #: New visits of this batch that a stored visit corrects: they stay out of the fold.
+    corrected: set[uuid.UUID] = field(default_factory=set)
 
     def reject(self, position: int, errors: list[FieldError]) -> None:
         result = self.results[position]
@@ -263,18 +270,17 @@ async def _reject_unknown_settlements(session: AsyncSession, batch: _Batch) -> N
 
 async def _store_households(
     session: AsyncSession, batch: _Batch
-) -> tuple[dict[uuid.UUID, Household], set[uuid.UUID], dict[uuid.UUID, FoldState]]:
+) -> tuple[dict[uuid.UUID, Record], set[uuid.UUID], dict[uuid.UUID, FoldState]]:
     """Create new households, lock every touched one, and store the edits.
 
     Returns the locked households, the ids created by this batch, and each
     pre-existing household's state before the batch (for stale-edit conflicts).
     """
     touched = {e.data.id for e in batch.edits} | {v.data.household_id for v in batch.visits}
-    known = await households.existing_ids(session, touched)
     new_rows: dict[uuid.UUID, dict[str, Any]] = {}
     for edit in batch.edits:
         hid = edit.data.id
-        if hid not in known and hid not in new_rows and edit.data.settlement is not None:
+        if hid not in new_rows and edit.data.settlement is not None:
             new_rows[hid] = {
                 "id": hid,
                 "settlement_pcode": edit.data.settlement,
@@ -291,9 +297,15 @@ async def _store_households(
                 "created_at": batch.received_at,
                 "updated_at": batch.received_at,
             }
+    # Households already stored are skipped by the insert (ON CONFLICT DO NOTHING).
     created = await households.insert_new(session, list(new_rows.values()))
-    locked = await households.lock(session, touched)
-    before = {hid: households.state_of(h) for hid, h in locked.items() if hid not in created}
+    locked = await households.lock_for_fold(session, touched)
+    stale_checked = {e.data.id for e in batch.edits if e.data.base_version is not None}
+    before = {
+        hid: households.state_of(locked[hid])
+        for hid in stale_checked
+        if hid in locked and hid not in created
+    }
 
     storable = []
     for edit in batch.edits:
@@ -322,11 +334,12 @@ async def _store_households(
 
 
 async def _store_visits(
-    session: AsyncSession, batch: _Batch, locked: dict[uuid.UUID, Household]
+    session: AsyncSession, batch: _Batch, locked: dict[uuid.UUID, Record]
 ) -> None:
     """Insert new visits; classify resends as duplicate or, if changed, immutable."""
     targets = {v.data.corrects for v in batch.visits if v.data.corrects is not None}
-    stored = await visits.stored(session, {v.data.id for v in batch.visits} | targets)
+    ids = {v.data.id for v in batch.visits}
+    stored, batch.corrected = await visits.stored_and_corrected(session, ids | targets, ids)
     household_in_batch = {v.data.id: v.data.household_id for v in batch.visits}
     first: dict[uuid.UUID, _Visit] = {}
     fresh: list[_Visit] = []
@@ -360,7 +373,7 @@ async def _store_visits(
     inserted = await visits.insert_new(session, [v.row for v in fresh])
     raced = [v for v in fresh if v.data.id not in inserted]
     # Stored by a concurrent batch between the look-up and the insert: classify again.
-    again = await visits.stored(session, {v.data.id for v in raced}) if raced else {}
+    again = (await visits.stored_and_corrected(session, {v.data.id for v in raced}, set()))[0]
     for item in raced:
         if again.get(item.data.id, ("",))[0] == item.row["content_hash"]:
             batch.results[item.position].status = "duplicate"
@@ -393,12 +406,13 @@ def _candidate(
 async def _fold(
     session: AsyncSession,
     batch: _Batch,
-    locked: dict[uuid.UUID, Household],
+    locked: dict[uuid.UUID, Record],
     created: set[uuid.UUID],
 ) -> set[uuid.UUID]:
-    """Fold what this batch stored; returns the visits left out of the fold (corrected)."""
+    """Fold what this batch stored; returns the new visits left out of the fold because
+    another visit corrects them."""
     folded_here = set(locked)
-    corrected = await visits.corrected_ids(session, folded_here)
+    corrected = batch.corrected | {v.data.corrects for v in batch.visits if v.data.corrects}
     from_scratch = set(created) | {
         v.data.household_id for v in batch.visits if v.data.corrects is not None
     }
@@ -411,11 +425,16 @@ async def _fold(
         if hid in folded_here and item.data.id not in corrected:
             incremental[hid].append(visits.observation(item.row))
     full = await households.observations_for(session, from_scratch) if from_scratch else {}
+    changed = []
     for hid in sorted(folded_here):
         if hid in from_scratch:
-            households.apply(locked[hid], full[hid], from_scratch=True)
-        elif incremental.get(hid):
-            households.apply(locked[hid], incremental[hid], from_scratch=False)
+            if households.apply(locked[hid], full[hid], from_scratch=True):
+                changed.append(locked[hid])
+        elif incremental.get(hid) and households.apply(
+            locked[hid], incremental[hid], from_scratch=False
+        ):
+            changed.append(locked[hid])
+    await households.save_folded(session, changed)
     await visits.mark_folded(session, created)
     return corrected
 
@@ -424,7 +443,7 @@ async def _open_conflicts(
     session: AsyncSession,
     batch: _Batch,
     settings: Settings,
-    locked: dict[uuid.UUID, Household],
+    locked: dict[uuid.UUID, Record],
     before: dict[uuid.UUID, FoldState],
     corrected: set[uuid.UUID],
 ) -> None:
@@ -472,7 +491,11 @@ async def _open_conflicts(
     window = timedelta(hours=settings.conflict_window_hours)
     times = [v.row["visited_at"] for v in contacted]
     near = await visits.contacted_between(
-        session, {v.data.household_id for v in contacted}, min(times) - window, max(times) + window
+        session,
+        {v.data.household_id for v in contacted},
+        min(times) - window,
+        max(times) + window,
+        not_by=batch.principal.user_id,
     )
     by_household: dict[uuid.UUID, list[Any]] = defaultdict(list)
     for row in near:
@@ -591,7 +614,7 @@ async def push(
     for position, result in enumerate(batch.results):
         household_id = batch.household_of.get(position)
         if result.status != "rejected" and household_id in locked:
-            result.version = locked[household_id].version
+            result.version = locked[household_id]["version"]
 
     response = (
         PushResponse(

@@ -15,9 +15,8 @@ from app.households.fold import Observation, observation_key, visit_values
 from app.visits import codes, repository
 from app.visits.schemas import CodeLists, CodeOut
 
-stored = repository.stored
+stored_and_corrected = repository.stored_and_corrected
 insert_new = repository.insert_new
-corrected_ids = repository.corrected_ids
 mark_folded = repository.mark_folded
 contacted_between = repository.contacted_between
 
