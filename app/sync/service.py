@@ -236,7 +236,7 @@ def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
             "accuracy_m": location.accuracy_m if location else None,
             "notes": data.notes,
             "corrects": data.corrects,
-            "content_hash": _sha256(data.model_dump(mode="json")),
+            "content_hash": _sha256(raw),  # the visit as the phone sent it
             "fold_state": "pending",
             "review_state": "unreviewed",
             "review_note": "",
