@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -71,6 +71,28 @@ FOLDED_COLUMNS = (
     "consent_to_share",
 )
 _h = household_table.c
+
+
+async def serialize_writers(session: AsyncSession, ids: Collection[uuid.UUID]) -> None:
+    """Make transactions that touch the same households, existing or not yet, run one
+    after the other (PostgreSQL; SQLite already serialises writers).
+
+    Row locks cannot cover a household that another transaction is creating and has
+    not committed: a visit to it would be stored as pending while the creator's fold
+    cannot see that visit, and it would never be folded. A transaction-scoped
+    advisory lock per household id, taken in a fixed order, closes that gap without
+    risking a deadlock.
+    """
+    if not ids or session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({int.from_bytes(i.bytes[:8], "big", signed=True) for i in ids})
+    await session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(k)) "
+            "FROM (SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS ordered"
+        ),
+        {"keys": keys},
+    )
 
 
 async def lock_for_fold(session: AsyncSession, ids: Collection[uuid.UUID]) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ existing_ids = repository.existing_ids
 insert_new = repository.insert_new
 insert_edits = repository.insert_edits
 save_folded = repository.save_folded
+serialize_writers = repository.serialize_writers
 
 
 async def add_new(session: AsyncSession, households: Sequence[Household]) -> int:

@@ -277,6 +277,7 @@ async def _store_households(
     pre-existing household's state before the batch (for stale-edit conflicts).
     """
     touched = {e.data.id for e in batch.edits} | {v.data.household_id for v in batch.visits}
+    await households.serialize_writers(session, touched)
     new_rows: dict[uuid.UUID, dict[str, Any]] = {}
     for edit in batch.edits:
         hid = edit.data.id
@@ -435,6 +436,8 @@ async def _fold(
         ):
             changed.append(locked[hid])
     await households.save_folded(session, changed)
+    # Visits that waited for the new households are folded now. No other transaction can
+    # add visits to these households meanwhile: serialize_writers holds them.
     await visits.mark_folded(session, created)
     return corrected
 
