@@ -14,6 +14,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,7 +36,7 @@ from app.households.schemas import HouseholdIn
 from app.households.service import Record
 from app.settlements import service as settlements
 from app.sync import repository
-from app.sync.clock import ClockCorrection
+from app.sync.clock import EARLIEST, ClockCorrection
 from app.sync.schemas import ItemResult, PushEnvelope, PushResponse
 from app.visits import service as visits
 from app.visits.schemas import VisitIn, visit_rule_errors
@@ -236,7 +237,7 @@ def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
             "accuracy_m": location.accuracy_m if location else None,
             "notes": data.notes,
             "corrects": data.corrects,
-            "content_hash": _sha256(raw),  # the visit as the phone sent it
+            "content_hash": _sha256(data.model_dump(mode="json")),
             "fold_state": "pending",
             "review_state": "unreviewed",
             "review_note": "",
@@ -447,6 +448,7 @@ async def _open_conflicts(
     batch: _Batch,
     settings: Settings,
     locked: dict[uuid.UUID, Record],
+    created: set[uuid.UUID],
     before: dict[uuid.UUID, FoldState],
     corrected: set[uuid.UUID],
 ) -> None:
@@ -482,60 +484,71 @@ async def _open_conflicts(
             conflict_id = await book.gather(edit.data.id, name, "stale_edit", [current, proposed])
             _mark_conflict(batch.results[edit.position], conflict_id)
 
-    contacted = [
-        v
+    await _decision_conflicts(session, batch, settings, book, locked, created, corrected)
+
+
+async def _decision_conflicts(
+    session: AsyncSession,
+    batch: _Batch,
+    settings: Settings,
+    book: ConflictBook,
+    locked: dict[uuid.UUID, Record],
+    created: set[uuid.UUID],
+    corrected: set[uuid.UUID],
+) -> None:
+    """Contacted visits by different workers within the window that record different
+    decisions. This batch's visits to known households are compared with other workers'
+    visits; for a household that just arrived, all its visits (some were waiting as
+    pending) are compared with each other."""
+    window = timedelta(hours=settings.conflict_window_hours)
+    positions = {v.data.id: v.position for v in batch.visits}
+    checks: list[Mapping[Any, Any]] = [
+        v.row
         for v in batch.visits
         if v.data.outcome == "contacted"
         and v.data.household_id in locked
+        and v.data.household_id not in created
         and v.data.id not in corrected
     ]
-    if not contacted:
-        return
-    window = timedelta(hours=settings.conflict_window_hours)
-    times = [v.row["visited_at"] for v in contacted]
-    near = await visits.contacted_between(
-        session,
-        {v.data.household_id for v in contacted},
-        min(times) - window,
-        max(times) + window,
-        not_by=batch.principal.user_id,
-    )
-    by_household: dict[uuid.UUID, list[Any]] = defaultdict(list)
-    for row in near:
-        if row.id not in corrected:
-            by_household[row.household_id].append(row)
-    for item in contacted:
-        mine = item.row
-        rivals = [
+    rivals: dict[uuid.UUID, list[Mapping[Any, Any]]] = defaultdict(list)
+    if checks:
+        times = [v["visited_at"] for v in checks]
+        for row in await visits.contacted_between(
+            session,
+            {v["household_id"] for v in checks},
+            min(times) - window,
+            max(times) + window,
+            not_by=batch.principal.user_id,
+        ):
+            rivals[row.household_id].append(row._mapping)
+    arrived = created & set(locked)
+    if arrived:
+        for row in await visits.contacted_between(session, arrived, EARLIEST, batch.received_at):
+            rivals[row.household_id].append(row._mapping)
+            checks.append(row._mapping)
+    for visit in checks:
+        clashing = [
             r
-            for r in by_household[item.data.household_id]
-            if r.id != mine["id"]
-            and r.recorded_by != mine["recorded_by"]
-            and r.decision != mine["decision"]
-            and abs(r.visited_at - mine["visited_at"]) <= window
+            for r in rivals[visit["household_id"]]
+            if r["id"] != visit["id"]
+            and r["recorded_by"] != visit["recorded_by"]
+            and r["decision"] != visit["decision"]
+            and abs(r["visited_at"] - visit["visited_at"]) <= window
         ]
-        if not rivals:
+        if not clashing:
             continue
         candidates = [
             _candidate(
-                r.id, "visit", r.decision, r.recorded_by, r.device_id, time_key(r.visited_at)
+                v["id"], "visit", v["decision"], v["recorded_by"], v["device_id"],
+                time_key(v["visited_at"]),
             )
-            for r in rivals
-        ]
-        candidates.append(
-            _candidate(
-                mine["id"],
-                "visit",
-                mine["decision"],
-                mine["recorded_by"],
-                mine["device_id"],
-                time_key(mine["visited_at"]),
-            )
-        )
+            for v in (*clashing, visit)
+        ]  # fmt: skip
         conflict_id = await book.gather(
-            item.data.household_id, "decision", "decision_disagreement", candidates
+            visit["household_id"], "decision", "decision_disagreement", candidates
         )
-        _mark_conflict(batch.results[item.position], conflict_id)
+        if visit["id"] in positions:
+            _mark_conflict(batch.results[positions[visit["id"]]], conflict_id)
 
 
 def _jsonable(value: Any) -> Any:
@@ -607,7 +620,7 @@ async def push(
     locked, created, before = await _store_households(session, batch)
     await _store_visits(session, batch, locked)
     corrected = await _fold(session, batch, locked, created)
-    await _open_conflicts(session, batch, settings, locked, before, corrected)
+    await _open_conflicts(session, batch, settings, locked, created, before, corrected)
     await session.flush()
 
     pending = {v.data.id for v in batch.visits if v.data.household_id not in locked}

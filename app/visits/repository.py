@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import AnyRow, insert_ignoring_duplicates, insert_unnest
@@ -75,10 +75,10 @@ async def contacted_between(
     start: datetime,
     end: datetime,
     *,
-    not_by: uuid.UUID,
+    not_by: uuid.UUID | None = None,
 ) -> Sequence[AnyRow]:
-    """Other workers' contacted, non-rejected visits in a time range: the rivals a
-    conflict check compares a worker's new visits with."""
+    """Contacted visits still in the fold in a time range, optionally leaving out one
+    worker's: the candidates a decision conflict check compares."""
     if not household_ids:
         return []
     result = await session.execute(
@@ -94,7 +94,7 @@ async def contacted_between(
         .where(
             c.household_id.in_(list(household_ids)),
             c.outcome == "contacted",
-            c.recorded_by != not_by,
+            c.recorded_by != not_by if not_by is not None else true(),
             c.review_state != "rejected",
             ~exists().where(
                 _correcting.c.corrects == c.id, _correcting.c.review_state != "rejected"
