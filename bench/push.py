@@ -253,7 +253,8 @@ async def run(args: argparse.Namespace, url: str) -> int:
             }
             phones = []
             for i, d in enumerate(devices):
-                neighbour = devices[(i + 1) % len(devices)].username
+                # Half a period away in the stagger, so neighbours do not push at the same moment.
+                neighbour = devices[(i + len(devices) // 2) % len(devices)].username
                 rng = random.Random(i)
                 phones.append(Phone(d, households[d.username], households[neighbour], rng))
             for phone in phones:

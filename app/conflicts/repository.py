@@ -25,6 +25,6 @@ async def open_for(
     return {(c.household_id, c.field): c for c in result.scalars()}
 
 
-async def add(session: AsyncSession, conflict: Conflict) -> None:
+def stage(session: AsyncSession, conflict: Conflict) -> None:
+    """Add a new conflict to the session; the caller's next flush writes it."""
     session.add(conflict)
-    await session.flush()

@@ -28,7 +28,7 @@ class ConflictBook:
     ) -> ConflictBook:
         return cls(session, await repository.open_for(session, household_ids))
 
-    async def gather(
+    def gather(
         self, household_id: uuid.UUID, field: str, kind: str, candidates: Sequence[dict[str, Any]]
     ) -> uuid.UUID:
         """Add candidates to the open conflict on (household, field), opening one if needed.
@@ -38,7 +38,7 @@ class ConflictBook:
         conflict = self._open.get((household_id, field))
         if conflict is None:
             conflict = Conflict(household_id=household_id, field=field, kind=kind, candidates=[])
-            await repository.add(self._session, conflict)
+            repository.stage(self._session, conflict)
             self._open[(household_id, field)] = conflict
             self.opened.append(conflict)
         listed = {c["item_id"] for c in conflict.candidates}

@@ -62,7 +62,7 @@ def field_value(record: Mapping[str, Any], name: str) -> Any:
 
 
 def state_of(record: Mapping[str, Any]) -> FoldState:
-    stamps = {name: FieldStamp.from_json(raw) for name, raw in record["field_stamps"].items()}
+    stamps = {name: FieldStamp._make(raw) for name, raw in record["field_stamps"].items()}
     return FoldState(values={n: field_value(record, n) for n in stamps}, stamps=stamps)
 
 

@@ -481,7 +481,7 @@ async def _open_conflicts(
                 batch.device_id,
                 time_key(edit.row["observed_at"]),
             )
-            conflict_id = await book.gather(edit.data.id, name, "stale_edit", [current, proposed])
+            conflict_id = book.gather(edit.data.id, name, "stale_edit", [current, proposed])
             _mark_conflict(batch.results[edit.position], conflict_id)
 
     await _decision_conflicts(session, batch, settings, book, locked, created, corrected)
@@ -544,7 +544,7 @@ async def _decision_conflicts(
             )
             for v in (*clashing, visit)
         ]  # fmt: skip
-        conflict_id = await book.gather(
+        conflict_id = book.gather(
             visit["household_id"], "decision", "decision_disagreement", candidates
         )
         if visit["id"] in positions:

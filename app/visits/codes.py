@@ -110,10 +110,10 @@ OTHER = "other"
 NO_NEEDS = "none"
 
 
+ALL_REASONS = STAY_REASONS | LEAVE_REASONS
+_REASONS_FOR = {"stay": STAY_REASONS, "leave": LEAVE_REASONS}
+
+
 def reasons_for(decision: str | None) -> frozenset[str]:
     """The reason codes allowed with a decision: stay or leave reasons, or both when undecided."""
-    if decision == "stay":
-        return STAY_REASONS
-    if decision == "leave":
-        return LEAVE_REASONS
-    return STAY_REASONS | LEAVE_REASONS
+    return _REASONS_FOR.get(decision or "", ALL_REASONS)

@@ -35,9 +35,7 @@ def _known(kind: str, allowed: frozenset[str]) -> AfterValidator:
     return AfterValidator(check)
 
 
-ReasonCode = Annotated[
-    str, Field(max_length=64), _known("reason", codes.STAY_REASONS | codes.LEAVE_REASONS)
-]
+ReasonCode = Annotated[str, Field(max_length=64), _known("reason", codes.ALL_REASONS)]
 NeedCode = Annotated[str, Field(max_length=64), _known("need", codes.NEED_CODES)]
 
 VISIT_EXAMPLE: dict[str, JsonValue] = {
