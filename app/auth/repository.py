@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import exists, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from app.auth.models import Device, RefreshToken, User
@@ -62,11 +63,22 @@ async def get_refresh_token(session: AsyncSession, token_hash: str) -> RefreshTo
     return result.scalar_one_or_none()
 
 
-async def mark_rotated(session: AsyncSession, token_id: uuid.UUID, at: datetime) -> bool:
-    """Rotate a token only if nobody rotated it first; False means it was already used."""
+async def mark_rotated(
+    session: AsyncSession, token_id: uuid.UUID, family_id: uuid.UUID, at: datetime
+) -> bool:
+    """Rotate a token only if it is unused, unrevoked, and no token of its family has been
+    revoked (a revocation that raced this rotation still kills the family). False otherwise."""
+    sibling = aliased(RefreshToken)
     result = await session.execute(
         update(RefreshToken)
-        .where(col(RefreshToken.id) == token_id, col(RefreshToken.rotated_at).is_(None))
+        .where(
+            col(RefreshToken.id) == token_id,
+            col(RefreshToken.rotated_at).is_(None),
+            col(RefreshToken.revoked_at).is_(None),
+            ~exists().where(
+                col(sibling.family_id) == family_id, col(sibling.revoked_at).is_not(None)
+            ),
+        )
         .values(rotated_at=at)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -145,7 +145,7 @@ async def refresh(session: AsyncSession, settings: Settings, token: str) -> Toke
     now = utcnow()
     if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
         raise NotAuthenticated("The refresh token is not valid; sign in again.")
-    if not await repository.mark_rotated(session, stored.id, now):
+    if not await repository.mark_rotated(session, stored.id, stored.family_id, now):
         await repository.revoke_family(session, stored.family_id, now)
         await audit.record(
             session,

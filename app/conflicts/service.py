@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,39 +11,50 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.conflicts import repository
 from app.conflicts.models import Conflict
 
+ConflictKey = tuple[uuid.UUID, str]
+
 
 class ConflictBook:
-    """The open conflicts of a set of (locked) households, gathering new candidates."""
+    """Candidates gathered while a batch is processed, written in one go by `save`.
 
-    def __init__(
-        self, session: AsyncSession, open_conflicts: dict[tuple[uuid.UUID, str], Conflict]
-    ):
-        self._session = session
-        self._open = open_conflicts
-        self.opened: list[Conflict] = []
+    Only the households that have something to add are read from the database, so a
+    batch with no disagreement reads no conflict at all.
+    """
 
-    @classmethod
-    async def load(
-        cls, session: AsyncSession, household_ids: Collection[uuid.UUID]
-    ) -> ConflictBook:
-        return cls(session, await repository.open_for(session, household_ids))
+    def __init__(self) -> None:
+        self._wanted: dict[ConflictKey, tuple[str, list[dict[str, Any]]]] = {}
 
     def gather(
         self, household_id: uuid.UUID, field: str, kind: str, candidates: Sequence[dict[str, Any]]
-    ) -> uuid.UUID:
-        """Add candidates to the open conflict on (household, field), opening one if needed.
+    ) -> ConflictKey:
+        """Note candidates for the conflict on (household, field); `save` stores them."""
+        key = (household_id, field)
+        self._wanted.setdefault(key, (kind, []))[1].extend(candidates)
+        return key
 
-        A candidate already listed (same item id) is not added twice.
+    async def save(self, session: AsyncSession) -> dict[ConflictKey, uuid.UUID]:
+        """Add the candidates to each open conflict, opening one where there is none.
+
+        A candidate already listed (same item id) is not added twice. The households
+        must be locked by the caller, so no other transaction opens the same conflict.
         """
-        conflict = self._open.get((household_id, field))
-        if conflict is None:
-            conflict = Conflict(household_id=household_id, field=field, kind=kind, candidates=[])
-            repository.stage(self._session, conflict)
-            self._open[(household_id, field)] = conflict
-            self.opened.append(conflict)
-        listed = {c["item_id"] for c in conflict.candidates}
-        new = [c for c in candidates if c["item_id"] not in listed]
-        if new:
-            # Assign a new list so the JSON column is seen as changed.
-            conflict.candidates = [*conflict.candidates, *new]
-        return conflict.id
+        if not self._wanted:
+            return {}
+        open_conflicts = await repository.open_for(session, {h for h, _ in self._wanted})
+        ids: dict[ConflictKey, uuid.UUID] = {}
+        for (household_id, field), (kind, candidates) in self._wanted.items():
+            conflict = open_conflicts.get((household_id, field))
+            if conflict is None:
+                conflict = Conflict(household_id=household_id, field=field, kind=kind)
+                repository.stage(session, conflict)
+            listed = {c["item_id"] for c in conflict.candidates}
+            new = []
+            for candidate in candidates:
+                if candidate["item_id"] not in listed:
+                    listed.add(candidate["item_id"])
+                    new.append(candidate)
+            if new:
+                # Assign a new list so the JSON column is seen as changed.
+                conflict.candidates = [*conflict.candidates, *new]
+            ids[(household_id, field)] = conflict.id
+        return ids

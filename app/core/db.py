@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import JSON, Column, Insert, MetaData, Row, Table, event
+from sqlalchemy import JSON, Column, Insert, MetaData, Row, String, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -109,10 +109,16 @@ def insert_ignoring_duplicates(
 
 
 def _pg_array_type(column: Column[Any]) -> str:
-    """The PostgreSQL type of a column, for casting an array parameter to `type[]`."""
+    """The PostgreSQL type of a column, for casting an array parameter to `type[]`.
+
+    Strings are cast to text, not varchar(n), which would silently truncate: the
+    assignment to the column then checks the length and fails loudly.
+    """
     column_type = column.type
     if isinstance(column_type, NullType) and column.foreign_keys:
         column_type = next(iter(column.foreign_keys)).column.type
+    if isinstance(column_type, String):
+        return "TEXT"
     return str(column_type.compile(dialect=PGDialect()))  # type: ignore[no-untyped-call]
 
 

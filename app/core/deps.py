@@ -10,7 +10,8 @@ from app.core.config import Settings
 from app.core.db import SessionDep
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread."""
     settings: Settings = request.app.state.settings
     return settings
 

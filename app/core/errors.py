@@ -8,10 +8,12 @@ installed by `install_error_handlers` turn every error, including FastAPI's own
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -147,18 +149,41 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+#: PostgreSQL errors that say "try again": deadlock, serialization failure, lock timeout,
+#: cancelled statement, shutdown, not accepting connections, too many connections.
+TRANSIENT_SQLSTATES = frozenset(
+    {"40P01", "40001", "55P03", "57014", "57P01", "57P02", "57P03", "53300"}
+)
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+            return True
+        exc = exc.orig if isinstance(exc.orig, Exception) else exc
+    if isinstance(
+        exc,
+        ConnectionError
+        | socket.gaierror
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError,
+    ):
+        return True
+    sqlstate = str(getattr(exc, "sqlstate", None) or "")
+    return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")  # 08: connection lost
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """A lost or refused database connection: 503, nothing committed, retry later.
+    """A lost or refused database connection, or a transient database error: 503,
+    nothing committed, retry later.
 
     SQLAlchemy wraps most driver errors in DBAPIError; a refused connection may also
-    surface as the driver's bare OSError (ConnectionRefusedError, a DNS failure).
+    surface as the driver's bare ConnectionError, and the raw asyncpg path (bulk inserts)
+    raises asyncpg's own errors.
     """
-    if isinstance(exc, DBAPIError):
-        if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
-            return await _unexpected_error(request, exc)
-        cause = type(exc.orig).__name__
-    else:
-        cause = type(exc).__name__
+    if not _is_transient(exc):
+        return await _unexpected_error(request, exc)
+    cause = type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__
     logger.warning("database unavailable: %s", cause)
     return problem_response(
         503,
@@ -177,6 +202,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(DBAPIError, _database_unavailable)
-    app.add_exception_handler(OSError, _database_unavailable)
+    for error in (
+        DBAPIError,
+        ConnectionError,
+        socket.gaierror,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+    ):
+        app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

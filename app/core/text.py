@@ -1,13 +1,15 @@
 """Constrained types for what phones send: text PostgreSQL can store, GPS fixes.
 
-Pydantic already refuses lone surrogates (`string_unicode`); NUL bytes are refused here.
+Pydantic refuses lone surrogates in these constrained strings (`string_unicode`); NUL
+bytes are refused here.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 
@@ -17,7 +19,27 @@ def _storable(value: str) -> str:
     return value
 
 
+def _in_range(value: datetime) -> datetime:
+    try:
+        year = value.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+        raise PydanticCustomError(
+            "out_of_range",
+            "must be between {low} and {high}",
+            {"low": EARLIEST_YEAR, "high": LATEST_YEAR},
+        )
+    return value
+
+
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+
+#: A timestamp with an offset, in a range every database can store.
+Instant = Annotated[AwareDatetime, AfterValidator(_in_range)]
 ShortText = Annotated[str, Field(max_length=200), AfterValidator(_storable)]
+PhoneNumber = Annotated[str, Field(max_length=40), AfterValidator(_storable)]
+SettlementCode = Annotated[str, Field(pattern=r"^UA[0-9]{10}$")]
 Address = Annotated[str, Field(max_length=500), AfterValidator(_storable)]
 Note = Annotated[str, Field(max_length=4000), AfterValidator(_storable)]
 Tag = Annotated[str, Field(max_length=64), AfterValidator(_storable)]

@@ -91,15 +91,6 @@ def fold(state: FoldState, observations: Iterable[Observation], *, version: int)
     return FoldState(values=values, stamps=stamps)
 
 
-def changed_fields(before: FoldState, after: FoldState) -> set[str]:
-    """Fields whose value differs; a new stamp with the same value is not a change."""
-    names = set(before.values) | set(after.values)
-    return {n for n in names if before.values.get(n, _MISSING) != after.values.get(n, _MISSING)}
-
-
-_MISSING = object()
-
-
 def visit_values(
     *,
     outcome: str,

@@ -63,7 +63,8 @@ class HouseholdEdit(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     household_id: uuid.UUID
-    #: SHA-256 of (household, device, raw observed time, fields): a resent edit is a duplicate.
+    #: SHA-256 of (household, device, raw observed time, base version, fields): a resent
+    #: edit is a duplicate.
     content_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     device_id: uuid.UUID = Field(sa_column=Column(ForeignKey("device.id"), nullable=False))
     recorded_by: uuid.UUID = Field(sa_column=Column(ForeignKey("user_account.id"), nullable=False))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from app.core.text import Address, Location, Note, ShortText
+from app.core.text import Address, Instant, Location, Note, PhoneNumber, SettlementCode, ShortText
 
 Count = Annotated[int, Field(ge=0, le=500)]
 
@@ -57,18 +58,25 @@ class HouseholdIn(BaseModel):
     )
 
     id: uuid.UUID
-    settlement: str | None = Field(default=None, min_length=12, max_length=12)
+    settlement: SettlementCode | None = None
     address: Address | None = None
     location: Location | None = None
     head_name: ShortText | None = None
-    phone: Annotated[str, Field(max_length=40)] | None = None
+    phone: PhoneNumber | None = None
     members: Count | None = None
     members_elderly: Count | None = None
     members_children: Count | None = None
     members_disabled: Count | None = None
     notes: Note | None = None
-    observed_at: AwareDatetime
-    base_version: int | None = Field(default=None, ge=0)
+    observed_at: Instant
+    base_version: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+    @field_validator("settlement")
+    @classmethod
+    def _settlement_not_null(cls, value: str | None) -> str:
+        if value is None:  # only an explicit null gets here; leaving it out keeps it
+            raise PydanticCustomError("not_nullable", "a household always has a settlement")
+        return value
 
     def observed_fields(self) -> dict[str, object]:
         """The profile fields this edit sets, with their values as stored."""

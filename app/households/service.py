@@ -25,7 +25,6 @@ Record = dict[str, Any]
 _TEXT_FIELDS = frozenset({"address", "head_name", "phone", "notes"})
 _LIST_FIELDS = frozenset({"reasons", "needs"})
 
-existing_ids = repository.existing_ids
 insert_new = repository.insert_new
 insert_edits = repository.insert_edits
 save_folded = repository.save_folded
@@ -107,7 +106,6 @@ def apply(
     observations: Sequence[Observation],
     *,
     from_scratch: bool,
-    current: FoldState | None = None,
 ) -> bool:
     """Fold observations into the record; bump its version only if its state changed.
 
@@ -115,7 +113,7 @@ def apply(
     as after a correction or a review took an observation out of the fold. Returns
     whether the record needs writing back (a value or a stamp changed).
     """
-    current = current or state_of(record)
+    current = state_of(record)
     after = fold(
         FoldState() if from_scratch else current, observations, version=record["version"] + 1
     )

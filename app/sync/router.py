@@ -12,6 +12,7 @@ from app.auth.service import Principal
 from app.core.body import read_body
 from app.core.deps import SessionDep, SettingsDep
 from app.core.openapi import errors
+from app.core.types import utcnow
 from app.sync import service
 from app.sync.schemas import PushResponse
 
@@ -46,6 +47,7 @@ PhoneUser = Annotated[Principal, Depends(require_roles(Role.field_worker, Role.s
 async def push(
     request: Request, principal: PhoneUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
+    received_at = utcnow()
     body = await read_body(request, settings.batch_max_bytes)
-    answer = await service.push(session, settings, principal, body)
+    answer = await service.push(session, settings, principal, body, received_at)
     return Response(content=answer, media_type="application/json")

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.errors import FieldError
-from app.core.text import Tag
+from app.core.text import Instant, Tag
 from app.households.schemas import HouseholdIn
 from app.visits.schemas import VISIT_EXAMPLE, VisitIn
 
@@ -23,7 +23,7 @@ class PushEnvelope(BaseModel):
 
     batch_id: uuid.UUID
     device_id: uuid.UUID
-    sent_at: AwareDatetime
+    sent_at: Instant
     app_version: Tag = ""
     households: list[Any] = Field(default_factory=list)
     visits: list[Any] = Field(default_factory=list)

@@ -25,11 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth
 from app.auth.service import Principal
-from app.conflicts.service import ConflictBook
+from app.conflicts.service import ConflictBook, ConflictKey
 from app.core.body import PayloadTooLarge
 from app.core.config import Settings
 from app.core.errors import Conflict, FieldError, Forbidden, Invalid, validation_field_errors
-from app.core.types import utcnow
 from app.households import service as households
 from app.households.fold import FoldState, Observation, time_key
 from app.households.schemas import HouseholdIn
@@ -69,9 +68,14 @@ def parse_document(body: bytes) -> dict[str, Any]:
     return document
 
 
+IDENTITY_KEYS = ("batch_id", "device_id", "households", "visits")
+
+
 def batch_identity(document: dict[str, Any]) -> str:
-    """What makes two sends the same batch: everything but `sent_at`, which a retry may renew."""
-    return _sha256({k: v for k, v in document.items() if k != "sent_at"})
+    """What makes two sends the same batch: its id, device and items. `sent_at` (which a
+    retry may renew), `app_version` (the app may update between a send and its retry)
+    and keys unknown to this server are not part of it."""
+    return _sha256({k: document.get(k) for k in IDENTITY_KEYS})
 
 
 @dataclass
@@ -124,8 +128,12 @@ def _item_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
 
 
 def _item_id(raw: Any) -> str:
+    """The id of an item that failed validation, echoed only when it is a UUID."""
     value = raw.get("id") if isinstance(raw, dict) else None
-    return value[:64] if isinstance(value, str) else ""
+    try:
+        return str(uuid.UUID(value)) if isinstance(value, str) else ""
+    except ValueError:
+        return ""
 
 
 def _validate(model: type[BaseModel], raw: Any, prefix: str) -> tuple[Any, list[FieldError]]:
@@ -206,7 +214,7 @@ def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
         corrected = _corrected(batch, data.visited_at, f"{prefix}.visited_at")
         if isinstance(corrected, FieldError):
             errors.append(corrected)
-        if errors or isinstance(corrected, FieldError):
+        if errors:
             batch.reject(position, errors)
             continue
         visited_at, clamped = corrected
@@ -325,9 +333,15 @@ async def _store_households(
                     )
                 ],
             )
-    inserted = await households.insert_edits(session, [e.row for e in storable])
-    batch.edits = []
+    unique: dict[str, _Edit] = {}
     for edit in storable:
+        if edit.row["content_hash"] in unique:  # the same edit twice in this batch
+            batch.results[edit.position].status = "duplicate"
+        else:
+            unique[edit.row["content_hash"]] = edit
+    inserted = await households.insert_edits(session, [e.row for e in unique.values()])
+    batch.edits = []
+    for edit in unique.values():
         if edit.row["id"] in inserted:
             batch.edits.append(edit)
         else:
@@ -340,14 +354,15 @@ async def _store_visits(
 ) -> None:
     """Insert new visits; classify resends as duplicate or, if changed, immutable."""
     targets = {v.data.corrects for v in batch.visits if v.data.corrects is not None}
-    ids = {v.data.id for v in batch.visits}
-    stored, batch.corrected = await visits.stored_and_corrected(session, ids | targets, ids)
     household_in_batch = {v.data.id: v.data.household_id for v in batch.visits}
+    stored, batch.corrected = await visits.stored_and_corrected(
+        session, set(household_in_batch) | targets, household_in_batch
+    )
     first: dict[uuid.UUID, _Visit] = {}
     fresh: list[_Visit] = []
     for item in batch.visits:
         vid = item.data.id
-        earlier = stored[vid][0] if vid in stored else None
+        earlier = stored[vid].content_hash if vid in stored else None
         if earlier is None and vid in first:
             earlier = first[vid].row["content_hash"]
         if earlier is not None:
@@ -358,15 +373,26 @@ async def _store_visits(
             continue
         target = item.data.corrects
         if target is not None:
-            target_household = (
-                stored[target][1] if target in stored else household_in_batch.get(target)
-            )
+            known = stored.get(target)
+            target_household = known.household_id if known else household_in_batch.get(target)
+            # Only visits already accepted count: the first of a cycle goes in.
+            accepted = first.get(target)
+            target_corrects = known.corrects if known else accepted and accepted.data.corrects
+            error = None
             if target_household not in (None, item.data.household_id):
                 error = FieldError(
                     field=f"{item.prefix}.corrects",
                     code="other_household",
                     message="names a visit of another household",
                 )
+            elif target_corrects == vid:
+                error = FieldError(
+                    field=f"{item.prefix}.corrects",
+                    code="invalid",
+                    message="names a visit that corrects this one; two visits cannot "
+                    "correct each other",
+                )
+            if error is not None:
                 batch.reject(item.position, [error])
                 continue
         first[vid] = item
@@ -375,9 +401,10 @@ async def _store_visits(
     inserted = await visits.insert_new(session, [v.row for v in fresh])
     raced = [v for v in fresh if v.data.id not in inserted]
     # Stored by a concurrent batch between the look-up and the insert: classify again.
-    again = (await visits.stored_and_corrected(session, {v.data.id for v in raced}, set()))[0]
+    again = (await visits.stored_and_corrected(session, {v.data.id for v in raced}, {}))[0]
     for item in raced:
-        if again.get(item.data.id, ("",))[0] == item.row["content_hash"]:
+        stored_again = again.get(item.data.id)
+        if stored_again is not None and stored_again.content_hash == item.row["content_hash"]:
             batch.results[item.position].status = "duplicate"
         else:
             batch.reject(item.position, [_immutable(item)])
@@ -452,7 +479,8 @@ async def _open_conflicts(
     before: dict[uuid.UUID, FoldState],
     corrected: set[uuid.UUID],
 ) -> None:
-    book = await ConflictBook.load(session, locked)
+    book = ConflictBook()
+    marks: list[tuple[int, ConflictKey]] = []
     user = str(batch.principal.user_id)
     for edit in batch.edits:
         state = before.get(edit.data.id)
@@ -481,10 +509,16 @@ async def _open_conflicts(
                 batch.device_id,
                 time_key(edit.row["observed_at"]),
             )
-            conflict_id = book.gather(edit.data.id, name, "stale_edit", [current, proposed])
-            _mark_conflict(batch.results[edit.position], conflict_id)
+            key = book.gather(edit.data.id, name, "stale_edit", [current, proposed])
+            marks.append((edit.position, key))
 
-    await _decision_conflicts(session, batch, settings, book, locked, created, corrected)
+    marks += await _decision_conflicts(session, batch, settings, book, locked, created, corrected)
+    ids = await book.save(session)
+    for position, key in marks:
+        result = batch.results[position]
+        result.status = "conflict"
+        if ids[key] not in result.conflicts:
+            result.conflicts.append(ids[key])
 
 
 async def _decision_conflicts(
@@ -495,13 +529,14 @@ async def _decision_conflicts(
     locked: dict[uuid.UUID, Record],
     created: set[uuid.UUID],
     corrected: set[uuid.UUID],
-) -> None:
+) -> list[tuple[int, ConflictKey]]:
     """Contacted visits by different workers within the window that record different
     decisions. This batch's visits to known households are compared with other workers'
     visits; for a household that just arrived, all its visits (some were waiting as
-    pending) are compared with each other."""
+    pending) are compared with each other. Returns which results to mark as conflicts."""
     window = timedelta(hours=settings.conflict_window_hours)
     positions = {v.data.id: v.position for v in batch.visits}
+    marks: list[tuple[int, ConflictKey]] = []
     checks: list[Mapping[Any, Any]] = [
         v.row
         for v in batch.visits
@@ -544,28 +579,28 @@ async def _decision_conflicts(
             )
             for v in (*clashing, visit)
         ]  # fmt: skip
-        conflict_id = book.gather(
-            visit["household_id"], "decision", "decision_disagreement", candidates
-        )
+        key = book.gather(visit["household_id"], "decision", "decision_disagreement", candidates)
         if visit["id"] in positions:
-            _mark_conflict(batch.results[positions[visit["id"]]], conflict_id)
+            marks.append((positions[visit["id"]], key))
+    return marks
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _mark_conflict(result: ItemResult, conflict_id: uuid.UUID) -> None:
-    result.status = "conflict"
-    if conflict_id not in result.conflicts:
-        result.conflicts.append(conflict_id)
-
-
 async def push(
-    session: AsyncSession, settings: Settings, principal: Principal, body: bytes
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    body: bytes,
+    received_at: datetime,
 ) -> bytes:
-    """Process one pushed batch and return the response body, as stored in the journal."""
-    received_at = utcnow()
+    """Process one pushed batch and return the response body, as stored in the journal.
+
+    `received_at` is when the request arrived, before its body was read: a slow upload
+    must not count as clock offset.
+    """
     document = parse_document(body)
     try:
         envelope = PushEnvelope.model_validate(document)

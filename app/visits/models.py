@@ -65,8 +65,8 @@ class Visit(SQLModel, table=True):
     accuracy_m: float | None = None
     notes: str = Field(default="", sa_type=Text)
     corrects: uuid.UUID | None = None
-    #: SHA-256 of the visit as the device sent it: a resend with the same id and
-    #: hash is a duplicate, with another hash an attempt to change an immutable visit.
+    #: SHA-256 of the validated visit: a resend with the same id and hash is a
+    #: duplicate, with another hash an attempt to change an immutable visit.
     content_hash: str = Field(max_length=64)
     fold_state: str = Field(default="pending", sa_column=Column(String(16), nullable=False))
     review_state: str = Field(default="unreviewed", sa_column=Column(String(16), nullable=False))

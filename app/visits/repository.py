@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,24 +18,38 @@ c = visit_table.c
 _correcting = visit_table.alias("correcting")
 
 
+class StoredVisit(NamedTuple):
+    content_hash: str
+    household_id: uuid.UUID
+    corrects: uuid.UUID | None
+
+
 async def stored_and_corrected(
-    session: AsyncSession, ids: Collection[uuid.UUID], new_ids: Collection[uuid.UUID]
-) -> tuple[dict[uuid.UUID, tuple[str, uuid.UUID]], set[uuid.UUID]]:
-    """One look-up for a batch: the content hash and household of each stored visit among
-    `ids`, and which of `new_ids` a stored visit, still in the fold, corrects."""
+    session: AsyncSession,
+    ids: Collection[uuid.UUID],
+    new: Mapping[uuid.UUID, uuid.UUID],
+) -> tuple[dict[uuid.UUID, StoredVisit], set[uuid.UUID]]:
+    """One look-up for a batch: each stored visit among `ids`, and which of the `new`
+    visits (id -> household) a stored visit of the same household, still in the fold,
+    corrects."""
     if not ids:
         return {}, set()
-    wanted, new = list(ids), list(new_ids)
-    condition = c.id.in_(wanted) | c.corrects.in_(new) if new else c.id.in_(wanted)
+    condition = c.id.in_(list(ids))
+    if new:
+        condition = condition | c.corrects.in_(list(new))
     result = await session.execute(
         select(c.id, c.content_hash, c.household_id, c.corrects, c.review_state).where(condition)
     )
-    stored: dict[uuid.UUID, tuple[str, uuid.UUID]] = {}
+    stored: dict[uuid.UUID, StoredVisit] = {}
     corrected: set[uuid.UUID] = set()
     for row in result:
         if row.id in ids:
-            stored[row.id] = (row.content_hash, row.household_id)
-        if row.corrects in new_ids and row.review_state != "rejected":
+            stored[row.id] = StoredVisit(row.content_hash, row.household_id, row.corrects)
+        if (
+            row.corrects is not None
+            and new.get(row.corrects) == row.household_id
+            and row.review_state != "rejected"
+        ):
             corrected.add(row.corrects)
     return stored, corrected
 
@@ -89,7 +103,6 @@ async def contacted_between(
             c.device_id,
             c.decision,
             c.visited_at,
-            c.visited_at_device,
         )
         .where(
             c.household_id.in_(list(household_ids)),
@@ -97,7 +110,9 @@ async def contacted_between(
             c.recorded_by != not_by if not_by is not None else true(),
             c.review_state != "rejected",
             ~exists().where(
-                _correcting.c.corrects == c.id, _correcting.c.review_state != "rejected"
+                _correcting.c.corrects == c.id,
+                _correcting.c.household_id == c.household_id,
+                _correcting.c.review_state != "rejected",
             ),
             c.visited_at >= start,
             c.visited_at <= end,

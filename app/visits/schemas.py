@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,7 +17,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.core.errors import FieldError
-from app.core.text import Address, Location, Note
+from app.core.text import Address, Instant, Location, Note
 from app.visits import codes
 
 
@@ -62,7 +61,7 @@ class VisitIn(BaseModel):
 
     id: uuid.UUID
     household_id: uuid.UUID
-    visited_at: AwareDatetime
+    visited_at: Instant
     outcome: Literal["contacted", "not_home", "refused", "household_left", "house_damaged"]
     decision: Literal["leave", "stay", "undecided"] | None = None
     reasons: list[ReasonCode] = Field(default_factory=list, max_length=30)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
@@ -44,16 +43,17 @@ async def observations_for(
 ) -> dict[uuid.UUID, list[Observation]]:
     """Every visit still in the fold for these households: not rejected, not corrected."""
     rows = await repository.for_households(session, household_ids)
-    replaced = {r.corrects for r in rows if r.corrects is not None and r.review_state != "rejected"}
+    # A correction counts only within its household and while it is itself in the fold.
+    replaced = {
+        (r.household_id, r.corrects)
+        for r in rows
+        if r.corrects is not None and r.review_state != "rejected"
+    }
     result: dict[uuid.UUID, list[Observation]] = {h: [] for h in household_ids}
     for row in rows:
-        if row.review_state != "rejected" and row.id not in replaced:
+        if row.review_state != "rejected" and (row.household_id, row.id) not in replaced:
             result[row.household_id].append(observation(row))
     return result
-
-
-def within(a: datetime, b: datetime, window_seconds: float) -> bool:
-    return abs((a - b).total_seconds()) <= window_seconds
 
 
 def code_lists() -> CodeLists:

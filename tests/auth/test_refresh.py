@@ -170,3 +170,21 @@ async def test_refresh_for_a_disabled_user_is_refused(
     await assert_refused(
         await refresh(client, tokens["refresh_token"]), "The account is disabled or unknown."
     )
+
+
+async def test_a_family_revoked_while_a_rotation_raced_it_stays_revoked(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    """A revocation whose UPDATE missed a token issued concurrently (READ COMMITTED)
+    still stops that token: rotation requires that no token of the family is revoked."""
+    user = await make_user(session, Role.supervisor)
+    first = await tokens_for(client, user)
+    second = (await refresh(client, first["refresh_token"])).json()
+    # Revoke only the old token, as a racing revocation that did not see the new one.
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.token_hash) == refresh_secret_hash(first["refresh_token"]))
+        .values(revoked_at=utcnow())
+    )
+    await session.commit()
+    assert (await refresh(client, second["refresh_token"])).status_code == 401

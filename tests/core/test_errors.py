@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -81,3 +82,35 @@ async def test_unexpected_error_is_500_problem_without_internals(app: FastAPI) -
     assert response.status_code == 500
     assert response.headers["content-type"] == PROBLEM_JSON
     assert "secret internals" not in response.text
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        ConnectionResetError("reset by peer"),
+    ],
+    ids=["deadlock", "connection-lost", "reset"],
+)
+async def test_transient_database_errors_are_503(app: FastAPI, error: Exception) -> None:
+    @app.get("/_test/transient")
+    async def transient() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/_test/transient")
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_a_non_transient_driver_error_is_500(app: FastAPI) -> None:
+    @app.get("/_test/data-error")
+    async def data_error() -> None:
+        raise asyncpg.exceptions.NumericValueOutOfRangeError("out of range")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/_test/data-error")
+    assert response.status_code == 500

@@ -6,7 +6,7 @@ import gzip
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -692,3 +692,94 @@ async def test_a_lost_database_is_503_with_retry_after(phone: Phone) -> None:
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM_JSON
     assert int(response.headers["retry-after"]) > 0
+
+
+# --- Inputs found by review that must not become 500s ------------------------------------
+
+
+async def test_hostile_values_are_rejected_item_by_item(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    h = household()
+    await push(client, phone, phone.batch(households=[h]))
+    edits = [
+        {"id": h["id"], "settlement": None, "observed_at": now().isoformat()},
+        {"id": h["id"], "base_version": 2**63, "observed_at": now().isoformat()},
+        {"id": h["id"], "phone": "+380\x00", "observed_at": now().isoformat()},
+        {"id": h["id"], "observed_at": "9999-12-31T23:59:59-01:00"},
+    ]
+    visits = [
+        {**visit(h["id"]), "visited_at": "9999-12-31T23:59:59-01:00"},
+        {**visit(h["id"]), "id": "\ud800", "outcome": "nope"},
+    ]
+    response = await client.post(
+        "/api/v1/sync/push",
+        content=json.dumps(phone.batch(households=edits, visits=visits)),  # escapes \ud800
+        headers={**phone.headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["rejected"] * 6
+    codes = [r["errors"][0]["code"] for r in results]
+    assert codes[:5] == [
+        "not_nullable",
+        "less_than_equal",
+        "nul_byte",
+        "out_of_range",
+        "out_of_range",
+    ]
+    assert results[5]["id"] == ""
+    assert (await stored_household(session, h["id"])).settlement_pcode == h["settlement"]
+
+
+async def test_an_ancient_sent_at_is_a_422(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    pushed = await push(client, phone, phone.batch(sent_at=datetime(1, 1, 1, tzinfo=UTC)))
+    assert pushed.response.status_code == 422
+    assert pushed.body["errors"][0]["field"] == "sent_at"
+
+
+async def test_two_visits_cannot_correct_each_other(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    h = household()
+    a_id, b_id = uuid.uuid4(), uuid.uuid4()
+    a = visit(h["id"], visit_id=a_id, decision="stay", corrects=str(b_id))
+    b = visit(h["id"], visit_id=b_id, decision="leave", reasons=[], corrects=str(a_id))
+    pushed = await push(client, phone, phone.batch(households=[h], visits=[a, b]))
+    assert pushed.statuses() == ["applied", "applied", "rejected"]
+    assert pushed.body["results"][2]["errors"][0]["code"] == "invalid"
+    # The first of the cycle is kept: a corrects b, which was never stored.
+    assert (await stored_household(session, h["id"])).decision == "stay"
+
+
+async def test_the_same_edit_twice_in_a_batch_is_a_duplicate(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    h = household()
+    pushed = await push(client, phone, phone.batch(households=[h, h]))
+    assert pushed.statuses() == ["applied", "duplicate"]
+
+
+async def test_a_correction_naming_a_visit_of_another_household_does_not_hide_it(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    first, second = household(), household()
+    target = visit(second["id"], decision="leave", reasons=[])
+    stray = visit(first["id"], decision="stay", corrects=target["id"])
+    await push(client, phone, phone.batch(households=[first, second], visits=[stray]))
+    pushed = await push(client, phone, phone.batch(visits=[target]))
+    assert pushed.statuses() == ["applied"]
+    assert (await stored_household(session, second["id"])).decision == "leave"
+
+
+async def test_a_retry_from_an_updated_app_gets_the_first_answer(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    h = household()
+    batch = phone.batch(households=[h], visits=[visit(h["id"])])
+    first = await push(client, phone, batch)
+    retry = await push(client, phone, {**batch, "app_version": "test-1.1"})
+    assert retry.response.status_code == 200
+    assert retry.response.content == first.response.content
