@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.conflicts.models import Conflict
+from app.core.db import one_of
 
 
 async def open_for(
@@ -19,7 +20,8 @@ async def open_for(
         return {}
     result = await session.execute(
         select(Conflict).where(
-            col(Conflict.household_id).in_(list(household_ids)), col(Conflict.status) == "open"
+            one_of(session, Conflict.__table__.c.household_id, household_ids),  # type: ignore[attr-defined]
+            col(Conflict.status) == "open",
         )
     )
     return {(c.household_id, c.field): c for c in result.scalars()}

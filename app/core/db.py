@@ -6,13 +6,26 @@ rolls back when it raises. Services and repositories only flush.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
-from sqlalchemy import JSON, Column, Insert, MetaData, Row, String, Table, event
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    Insert,
+    MetaData,
+    Row,
+    String,
+    Table,
+    any_,
+    bindparam,
+    event,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -99,6 +112,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+def one_of(
+    session: AsyncSession, column: ColumnElement[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """`column IN (values)`. On PostgreSQL `column = ANY(:array)`: one bound array, so the
+    statement compiles once, instead of one parameter per value compiled on every call."""
+    items = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, items, type_=ARRAY(column.type)))
+    return column.in_(items)
+
+
 def insert_ignoring_duplicates(
     session: AsyncSession, table: Table, *conflict_columns: str
 ) -> Insert:
@@ -123,14 +147,16 @@ def _pg_array_type(column: Column[Any]) -> str:
 
 
 @cache
-def _unnest_insert_sql(table: Table, conflict_column: str) -> str:
+def _unnest_insert_sql(table: Table, conflict_column: str) -> tuple[str, list[str], frozenset[str]]:
+    """The statement, its column order and its JSON columns, built once per table."""
     names = [column.name for column in table.columns]
     arrays = [f"${i}::{_pg_array_type(table.c[n])}[]" for i, n in enumerate(names, start=1)]
-    return (
+    sql = (
         f'INSERT INTO "{table.name}" ({", ".join(names)}) '  # noqa: S608  (names from the model)
         f"SELECT * FROM unnest({', '.join(arrays)}) "
         f"ON CONFLICT ({conflict_column}) DO NOTHING RETURNING {conflict_column}"
     )
+    return sql, names, frozenset(n for n in names if isinstance(table.c[n].type, JSON))
 
 
 async def insert_unnest(
@@ -145,14 +171,7 @@ async def insert_unnest(
 
     Runs on the session's own connection, inside its transaction.
     """
-    names = [column.name for column in table.columns]
-    arrays = [f"${i}::{_pg_array_type(table.c[name])}[]" for i, name in enumerate(names, start=1)]
-    sql = (
-        f'INSERT INTO "{table.name}" ({", ".join(names)}) '  # noqa: S608  (names from the model)
-        f"SELECT * FROM unnest({', '.join(arrays)}) "
-        f"ON CONFLICT ({conflict_column}) DO NOTHING RETURNING {conflict_column}"
-    )
-    json_columns = {n for n in names if isinstance(table.c[n].type, JSON)}
+    sql, names, json_columns = _unnest_insert_sql(table, conflict_column)
     values = [
         [orjson.dumps(row[n]).decode() if n in json_columns else row[n] for row in rows]
         for n in names

@@ -72,22 +72,44 @@ class FoldState:
     stamps: Mapping[str, FieldStamp] = field(default_factory=dict)
 
 
+def winners(
+    stamped: Mapping[str, Sequence[Any]], observations: Iterable[Observation]
+) -> dict[str, Observation]:
+    """For each field, the observation that beats the one its stamp names, if any.
+
+    `stamped` maps a field to its stamp (a FieldStamp or its stored list form, whose
+    first three items are the key).
+    """
+    won: dict[str, Observation] = {}
+    for observation in observations:
+        key = observation.key
+        for name in observation.values:
+            best = won.get(name)
+            if best is not None:
+                if key <= best.key:
+                    continue
+            else:
+                stamp = stamped.get(name)
+                if stamp is not None and key <= (stamp[0], stamp[1], stamp[2]):
+                    continue
+            won[name] = observation
+    return won
+
+
 def fold(state: FoldState, observations: Iterable[Observation], *, version: int) -> FoldState:
     """Fold observations into `state`. A field that takes a new value is stamped `version`."""
     values = dict(state.values)
     stamps = dict(state.stamps)
-    for observation in observations:
-        for name, value in observation.values.items():
-            current = stamps.get(name)
-            if current is not None and observation.key <= current.key:
-                continue
-            changed = name not in values or values[name] != value
-            values[name] = value
-            stamps[name] = FieldStamp(
-                *observation.key,
-                observation.by,
-                version if changed or current is None else current.version,
-            )
+    for name, observation in winners(state.stamps, observations).items():
+        value = observation.values[name]
+        current = state.stamps.get(name)
+        changed = name not in values or values[name] != value
+        values[name] = value
+        stamps[name] = FieldStamp(
+            *observation.key,
+            observation.by,
+            version if changed or current is None else current.version,
+        )
     return FoldState(values=values, stamps=stamps)
 
 

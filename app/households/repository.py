@@ -11,7 +11,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from app.core.db import insert_ignoring_duplicates
+from app.core.db import insert_ignoring_duplicates, one_of
 from app.households.models import Household, HouseholdEdit
 
 household_table = Household.__table__  # type: ignore[attr-defined]
@@ -103,7 +103,10 @@ async def lock_for_fold(session: AsyncSession, ids: Collection[uuid.UUID]) -> li
         return []
     columns = [_h.id, _h.version, _h.field_stamps, *(_h[name] for name in FOLDED_COLUMNS)]
     result = await session.execute(
-        sa_select(*columns).where(_h.id.in_(sorted(ids))).order_by(_h.id).with_for_update()
+        sa_select(*columns)
+        .where(one_of(session, _h.id, sorted(ids)))
+        .order_by(_h.id)
+        .with_for_update()
     )
     return [dict(row) for row in result.mappings()]
 

@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.types import utcnow
 from app.households import repository
-from app.households.fold import FieldStamp, FoldState, Observation, fold, observation_key
+from app.households.fold import (
+    FieldStamp,
+    FoldState,
+    Observation,
+    fold,
+    observation_key,
+    winners,
+)
 from app.households.models import Household, HouseholdEdit
 from app.visits import service as visits
 
@@ -101,6 +108,31 @@ async def observations_for(
     return result
 
 
+def _apply_incremental(record: Record, observations: Sequence[Observation]) -> bool:
+    """`apply` for observations added to the stored state: only the fields they win are
+    read and written, straight on the record (the hot path of a push)."""
+    stamps: dict[str, list[Any]] = record["field_stamps"]
+    won = winners(stamps, observations)
+    if not won:
+        return False
+    changed = {
+        name
+        for name, observation in won.items()
+        if name not in stamps or field_value(record, name) != observation.values[name]
+    }
+    version = record["version"] + 1 if changed else record["version"]
+    new_stamps = dict(stamps)
+    for name, observation in won.items():
+        kept = stamps[name][4] if name in stamps and name not in changed else version
+        new_stamps[name] = [*observation.key, observation.by, kept]
+        if name in changed:
+            _write(record, name, observation.values[name])
+    record["version"] = version
+    record["field_stamps"] = new_stamps
+    record["updated_at"] = utcnow()
+    return True
+
+
 def apply(
     record: Record,
     observations: Sequence[Observation],
@@ -113,10 +145,10 @@ def apply(
     as after a correction or a review took an observation out of the fold. Returns
     whether the record needs writing back (a value or a stamp changed).
     """
+    if not from_scratch:
+        return _apply_incremental(record, observations)
     current = state_of(record)
-    after = fold(
-        FoldState() if from_scratch else current, observations, version=record["version"] + 1
-    )
+    after = fold(FoldState(), observations, version=record["version"] + 1)
     names = set(current.values) | set(after.values)
     changed = {
         n

@@ -36,7 +36,7 @@ from app.households.service import Record
 from app.settlements import service as settlements
 from app.sync import repository
 from app.sync.clock import EARLIEST, ClockCorrection
-from app.sync.schemas import ItemResult, PushEnvelope, PushResponse
+from app.sync.schemas import PushEnvelope
 from app.visits import service as visits
 from app.visits.schemas import VisitIn, visit_rule_errors
 
@@ -104,7 +104,9 @@ class _Batch:
     batch_id: uuid.UUID
     clock: ClockCorrection
     received_at: datetime
-    results: list[ItemResult] = field(default_factory=list)
+    #: One result per item, in request order, shaped as `ItemResult` (plain dicts: a
+    #: batch makes hundreds of them).
+    results: list[dict[str, Any]] = field(default_factory=list)
     #: The household each readable item is about, by result position.
     household_of: dict[int, uuid.UUID] = field(default_factory=dict)
     edits: list[_Edit] = field(default_factory=list)
@@ -114,8 +116,8 @@ class _Batch:
 
     def reject(self, position: int, errors: list[FieldError]) -> None:
         result = self.results[position]
-        result.status = "rejected"
-        result.errors = errors
+        result["status"] = "rejected"
+        result["errors"] = [e.model_dump() for e in errors]
 
 
 def _item_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
@@ -125,6 +127,17 @@ def _item_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
         )
         for e in validation_field_errors(exc.errors())
     ]
+
+
+def _result(kind: str, raw: Any) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "id": _item_id(raw),
+        "status": "applied",
+        "version": None,
+        "conflicts": [],
+        "errors": [],
+    }
 
 
 def _item_id(raw: Any) -> str:
@@ -160,12 +173,12 @@ def _read_households(batch: _Batch, raw_items: list[Any]) -> None:
     for i, raw in enumerate(raw_items):
         prefix = f"households.{i}"
         position = len(batch.results)
-        batch.results.append(ItemResult(kind="household", id=_item_id(raw), status="applied"))
+        batch.results.append(_result("household", raw))
         data, errors = _validate(HouseholdIn, raw, prefix)
         if data is None:
             batch.reject(position, errors)
             continue
-        batch.results[position].id = str(data.id)
+        batch.results[position]["id"] = str(data.id)
         batch.household_of[position] = data.id
         corrected = _corrected(batch, data.observed_at, f"{prefix}.observed_at")
         if isinstance(corrected, FieldError):
@@ -203,12 +216,12 @@ def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
     for i, raw in enumerate(raw_items):
         prefix = f"visits.{i}"
         position = len(batch.results)
-        batch.results.append(ItemResult(kind="visit", id=_item_id(raw), status="applied"))
+        batch.results.append(_result("visit", raw))
         data, errors = _validate(VisitIn, raw, prefix)
         if data is None:
             batch.reject(position, errors)
             continue
-        batch.results[position].id = str(data.id)
+        batch.results[position]["id"] = str(data.id)
         batch.household_of[position] = data.household_id
         errors = visit_rule_errors(data, prefix)
         corrected = _corrected(batch, data.visited_at, f"{prefix}.visited_at")
@@ -336,7 +349,7 @@ async def _store_households(
     unique: dict[str, _Edit] = {}
     for edit in storable:
         if edit.row["content_hash"] in unique:  # the same edit twice in this batch
-            batch.results[edit.position].status = "duplicate"
+            batch.results[edit.position]["status"] = "duplicate"
         else:
             unique[edit.row["content_hash"]] = edit
     inserted = await households.insert_edits(session, [e.row for e in unique.values()])
@@ -345,7 +358,7 @@ async def _store_households(
         if edit.row["id"] in inserted:
             batch.edits.append(edit)
         else:
-            batch.results[edit.position].status = "duplicate"
+            batch.results[edit.position]["status"] = "duplicate"
     return locked, created, before
 
 
@@ -367,7 +380,7 @@ async def _store_visits(
             earlier = first[vid].row["content_hash"]
         if earlier is not None:
             if earlier == item.row["content_hash"]:
-                batch.results[item.position].status = "duplicate"
+                batch.results[item.position]["status"] = "duplicate"
             else:
                 batch.reject(item.position, [_immutable(item)])
             continue
@@ -405,7 +418,7 @@ async def _store_visits(
     for item in raced:
         stored_again = again.get(item.data.id)
         if stored_again is not None and stored_again.content_hash == item.row["content_hash"]:
-            batch.results[item.position].status = "duplicate"
+            batch.results[item.position]["status"] = "duplicate"
         else:
             batch.reject(item.position, [_immutable(item)])
     batch.visits = [v for v in fresh if v.data.id in inserted]
@@ -516,9 +529,9 @@ async def _open_conflicts(
     ids = await book.save(session)
     for position, key in marks:
         result = batch.results[position]
-        result.status = "conflict"
-        if ids[key] not in result.conflicts:
-            result.conflicts.append(ids[key])
+        result["status"] = "conflict"
+        if str(ids[key]) not in result["conflicts"]:
+            result["conflicts"].append(str(ids[key]))
 
 
 async def _decision_conflicts(
@@ -660,22 +673,22 @@ async def push(
 
     pending = {v.data.id for v in batch.visits if v.data.household_id not in locked}
     for item in batch.visits:
-        if item.data.id in pending and batch.results[item.position].status == "applied":
-            batch.results[item.position].status = "pending"
+        if item.data.id in pending and batch.results[item.position]["status"] == "applied":
+            batch.results[item.position]["status"] = "pending"
     for position, result in enumerate(batch.results):
         household_id = batch.household_of.get(position)
-        if result.status != "rejected" and household_id in locked:
-            result.version = locked[household_id]["version"]
+        if result["status"] != "rejected" and household_id in locked:
+            result["version"] = locked[household_id]["version"]
 
-    response = (
-        PushResponse(
-            batch_id=envelope.batch_id,
-            received_at=received_at,
-            clock_offset_seconds=clock.offset.total_seconds(),
-            results=batch.results,
-        )
-        .model_dump_json()
-        .encode()
+    # Shaped as PushResponse; serialised directly, as it is stored and replayed verbatim.
+    response = orjson.dumps(
+        {
+            "batch_id": str(envelope.batch_id),
+            "received_at": received_at,
+            "clock_offset_seconds": clock.offset.total_seconds(),
+            "results": batch.results,
+        },
+        option=orjson.OPT_UTC_Z,
     )
     await repository.store_response(session, envelope.batch_id, response)
     await auth.record_sync(session, envelope.device_id, received_at, envelope.app_version)

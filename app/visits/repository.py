@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import AnyRow, insert_ignoring_duplicates, insert_unnest
+from app.core.db import AnyRow, insert_ignoring_duplicates, insert_unnest, one_of
 from app.visits.models import Visit
 
 visit_table = Visit.__table__  # type: ignore[attr-defined]
@@ -34,9 +34,9 @@ async def stored_and_corrected(
     corrects."""
     if not ids:
         return {}, set()
-    condition = c.id.in_(list(ids))
+    condition = one_of(session, c.id, ids)
     if new:
-        condition = condition | c.corrects.in_(list(new))
+        condition = condition | one_of(session, c.corrects, new)
     result = await session.execute(
         select(c.id, c.content_hash, c.household_id, c.corrects, c.review_state).where(condition)
     )
@@ -105,7 +105,7 @@ async def contacted_between(
             c.visited_at,
         )
         .where(
-            c.household_id.in_(list(household_ids)),
+            one_of(session, c.household_id, household_ids),
             c.outcome == "contacted",
             c.recorded_by != not_by if not_by is not None else true(),
             c.review_state != "rejected",
