@@ -2,7 +2,7 @@
 
 from app.audit.models import AuditEvent
 from app.auth.models import Device, RefreshToken, Role, User
-from app.conflicts.models import Conflict
+from app.conflicts.models import Conflict, ConflictCandidate
 from app.core.db import metadata
 from app.households.models import Household, HouseholdEdit
 from app.settlements.models import Settlement, SettlementAssignment
@@ -12,6 +12,7 @@ from app.visits.models import Visit
 __all__ = [
     "AuditEvent",
     "Conflict",
+    "ConflictCandidate",
     "Device",
     "Household",
     "HouseholdEdit",

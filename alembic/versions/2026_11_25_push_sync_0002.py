@@ -1,5 +1,6 @@
 """Push sync: household edits as observations, per-field fold stamps, consent in the
-canonical state, and at most one open conflict per household and field.
+canonical state, at most one open conflict per household and field, and conflict
+candidates as rows of their own (appended, never rewritten).
 
 Revision ID: 0002
 Revises: 0001
@@ -39,6 +40,23 @@ def upgrade() -> None:
     with op.batch_alter_table('household_edit', schema=None) as batch_op:
         batch_op.create_index('ix_household_edit_household_id', ['household_id'], unique=False)
 
+    op.create_table('conflict_candidate',
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('conflict_id', sa.Uuid(), nullable=False),
+    sa.Column('item_id', sa.Uuid(), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('value', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('recorded_by', sa.Uuid(), nullable=False),
+    sa.Column('device_id', sa.Uuid(), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('added_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['conflict_id'], ['conflict.id'], name=op.f('fk_conflict_candidate_conflict_id_conflict'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_conflict_candidate')),
+    sa.UniqueConstraint('conflict_id', 'item_id', name=op.f('uq_conflict_candidate_conflict_id_item_id'))
+    )
+    with op.batch_alter_table('conflict', schema=None) as batch_op:
+        batch_op.drop_column('candidates')
+
     with op.batch_alter_table('conflict', schema=None) as batch_op:
         batch_op.create_index('uq_conflict_open_household_field', ['household_id', 'field'], unique=True, postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
 
@@ -64,9 +82,11 @@ def downgrade() -> None:
         batch_op.drop_column('consent_to_share')
 
     with op.batch_alter_table('conflict', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('candidates', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False, server_default=sa.text("'[]'")))
         batch_op.drop_index('uq_conflict_open_household_field', postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
 
     with op.batch_alter_table('household_edit', schema=None) as batch_op:
         batch_op.drop_index('ix_household_edit_household_id')
 
     op.drop_table('household_edit')
+    op.drop_table('conflict_candidate')

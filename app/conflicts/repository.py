@@ -1,32 +1,58 @@
-"""Queries on conflicts. Flush, never commit."""
+"""Queries on conflicts and their candidates. Flush, never commit."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from typing import Any
 
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
-from app.conflicts.models import Conflict
-from app.core.db import one_of
+from app.conflicts.models import Conflict, ConflictCandidate
+from app.core.db import insert_ignoring_duplicates, one_of
+
+conflict_table = Conflict.__table__  # type: ignore[attr-defined]
+candidate_table = ConflictCandidate.__table__  # type: ignore[attr-defined]
 
 
-async def open_for(
+async def open_ids(
     session: AsyncSession, household_ids: Collection[uuid.UUID]
-) -> dict[tuple[uuid.UUID, str], Conflict]:
+) -> dict[tuple[uuid.UUID, str], uuid.UUID]:
     """The open conflicts of these households, by (household, field)."""
     if not household_ids:
         return {}
+    c = conflict_table.c
     result = await session.execute(
-        select(Conflict).where(
-            one_of(session, Conflict.__table__.c.household_id, household_ids),  # type: ignore[attr-defined]
-            col(Conflict.status) == "open",
+        select(c.id, c.household_id, c.field).where(
+            one_of(session, c.household_id, household_ids), c.status == "open"
         )
     )
-    return {(c.household_id, c.field): c for c in result.scalars()}
+    return {(row.household_id, row.field): row.id for row in result}
 
 
-def stage(session: AsyncSession, conflict: Conflict) -> None:
-    """Add a new conflict to the session; the caller's next flush writes it."""
-    session.add(conflict)
+async def insert_conflicts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(conflict_table), list(rows))
+
+
+async def insert_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Add candidates; one already listed on its conflict (same item) is skipped."""
+    if rows:
+        statement = insert_ignoring_duplicates(session, candidate_table, "conflict_id", "item_id")
+        await session.execute(statement, list(rows))
+
+
+async def candidates_of(
+    session: AsyncSession, conflict_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[ConflictCandidate]]:
+    """Each conflict's candidates, oldest observation first."""
+    result = await session.execute(
+        select(ConflictCandidate)
+        .where(one_of(session, candidate_table.c.conflict_id, conflict_ids))
+        .order_by(candidate_table.c.recorded_at, candidate_table.c.item_id)
+    )
+    grouped: dict[uuid.UUID, list[ConflictCandidate]] = {i: [] for i in conflict_ids}
+    for candidate in result.scalars():
+        grouped[candidate.conflict_id].append(candidate)
+    return grouped

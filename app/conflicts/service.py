@@ -9,16 +9,18 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.conflicts import repository
-from app.conflicts.models import Conflict
+from app.core.types import utcnow
 
 ConflictKey = tuple[uuid.UUID, str]
+
+candidates_of = repository.candidates_of
 
 
 class ConflictBook:
     """Candidates gathered while a batch is processed, written in one go by `save`.
 
-    Only the households that have something to add are read from the database, so a
-    batch with no disagreement reads no conflict at all.
+    Only the households that have something to add are read, and only the ids of
+    their open conflicts: a batch with no disagreement reads no conflict at all.
     """
 
     def __init__(self) -> None:
@@ -27,7 +29,8 @@ class ConflictBook:
     def gather(
         self, household_id: uuid.UUID, field: str, kind: str, candidates: Sequence[dict[str, Any]]
     ) -> ConflictKey:
-        """Note candidates for the conflict on (household, field); `save` stores them."""
+        """Note candidates (ConflictCandidate fields but conflict_id) for the conflict on
+        (household, field); `save` stores them."""
         key = (household_id, field)
         self._wanted.setdefault(key, (kind, []))[1].extend(candidates)
         return key
@@ -35,26 +38,33 @@ class ConflictBook:
     async def save(self, session: AsyncSession) -> dict[ConflictKey, uuid.UUID]:
         """Add the candidates to each open conflict, opening one where there is none.
 
-        A candidate already listed (same item id) is not added twice. The households
-        must be locked by the caller, so no other transaction opens the same conflict.
+        A candidate already listed (same item) is not added twice. The households must be
+        locked by the caller, so no other transaction opens the same conflict meanwhile.
         """
         if not self._wanted:
             return {}
-        open_conflicts = await repository.open_for(session, {h for h, _ in self._wanted})
-        ids: dict[ConflictKey, uuid.UUID] = {}
-        for (household_id, field), (kind, candidates) in self._wanted.items():
-            conflict = open_conflicts.get((household_id, field))
-            if conflict is None:
-                conflict = Conflict(household_id=household_id, field=field, kind=kind)
-                repository.stage(session, conflict)
-            listed = {c["item_id"] for c in conflict.candidates}
-            new = []
+        ids = await repository.open_ids(session, {h for h, _ in self._wanted})
+        now = utcnow()
+        new_conflicts = []
+        for (household_id, field), (kind, _) in self._wanted.items():
+            if (household_id, field) not in ids:
+                ids[(household_id, field)] = conflict_id = uuid.uuid4()
+                new_conflicts.append(
+                    {
+                        "id": conflict_id,
+                        "household_id": household_id,
+                        "field": field,
+                        "kind": kind,
+                        "status": "open",
+                        "opened_at": now,
+                        "resolution_note": "",
+                    }
+                )
+        await repository.insert_conflicts(session, new_conflicts)
+        rows: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
+        for key, (_, candidates) in self._wanted.items():
             for candidate in candidates:
-                if candidate["item_id"] not in listed:
-                    listed.add(candidate["item_id"])
-                    new.append(candidate)
-            if new:
-                # Assign a new list so the JSON column is seen as changed.
-                conflict.candidates = [*conflict.candidates, *new]
-            ids[(household_id, field)] = conflict.id
-        return ids
+                row = {"id": uuid.uuid4(), "conflict_id": ids[key], "added_at": now, **candidate}
+                rows.setdefault((ids[key], candidate["item_id"]), row)
+        await repository.insert_candidates(session, list(rows.values()))
+        return {key: ids[key] for key in self._wanted}

@@ -16,7 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,7 +30,7 @@ from app.core.body import PayloadTooLarge
 from app.core.config import Settings
 from app.core.errors import Conflict, FieldError, Forbidden, Invalid, validation_field_errors
 from app.households import service as households
-from app.households.fold import FoldState, Observation, time_key
+from app.households.fold import FoldState, Observation
 from app.households.schemas import HouseholdIn
 from app.households.service import Record
 from app.settlements import service as settlements
@@ -433,15 +433,18 @@ def _immutable(item: _Visit) -> FieldError:
 
 
 def _candidate(
-    item_id: Any, kind: str, value: Any, by: Any, device: Any, at: str
+    item_id: Any, kind: str, value: Any, by: Any, device: Any, at: datetime | str
 ) -> dict[str, Any]:
+    """A conflict candidate (the fields of ConflictCandidate but its conflict)."""
     return {
-        "item_id": str(item_id),
+        "item_id": uuid.UUID(str(item_id)),
         "kind": kind,
         "value": value,
-        "recorded_by": str(by),
-        "device_id": str(device),
-        "at": at,
+        "recorded_by": uuid.UUID(str(by)),
+        "device_id": uuid.UUID(str(device)),
+        "recorded_at": at
+        if isinstance(at, datetime)
+        else datetime.fromisoformat(at).replace(tzinfo=UTC),
     }
 
 
@@ -520,7 +523,7 @@ async def _open_conflicts(
                 _jsonable(value),
                 user,
                 batch.device_id,
-                time_key(edit.row["observed_at"]),
+                edit.row["observed_at"],
             )
             key = book.gather(edit.data.id, name, "stale_edit", [current, proposed])
             marks.append((edit.position, key))
@@ -588,7 +591,7 @@ async def _decision_conflicts(
         candidates = [
             _candidate(
                 v["id"], "visit", v["decision"], v["recorded_by"], v["device_id"],
-                time_key(v["visited_at"]),
+                v["visited_at"],
             )
             for v in (*clashing, visit)
         ]  # fmt: skip

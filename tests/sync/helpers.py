@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
 
 from app.auth.models import Role, User
-from tests.factories import bearer, make_settlement, make_user, tokens_for
+from app.conflicts.models import ConflictCandidate
+from tests.factories import bearer, make_settlement, make_user, read_fresh, tokens_for
 
 SETTLEMENT = "UA6308013001"
 
@@ -132,3 +134,21 @@ async def push(client: httpx.AsyncClient, phone: Phone, batch: dict[str, Any]) -
     response = await client.post("/api/v1/sync/push", json=batch, headers=phone.headers)
     body = response.json() if response.headers.get("content-type", "").endswith("json") else {}
     return Pushed(response=response, body=body)
+
+
+async def candidates(session: AsyncSession, conflict_id: uuid.UUID) -> list[dict[str, Any]]:
+    """A conflict's candidates as the database holds them, ids as strings."""
+    rows = await read_fresh(
+        session, select(ConflictCandidate).where(col(ConflictCandidate.conflict_id) == conflict_id)
+    )
+    return [
+        {
+            "item_id": str(r.item_id),
+            "kind": r.kind,
+            "value": r.value,
+            "recorded_by": str(r.recorded_by),
+            "device_id": str(r.device_id),
+            "recorded_at": r.recorded_at,
+        }
+        for r in rows
+    ]

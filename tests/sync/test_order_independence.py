@@ -44,6 +44,7 @@ from tests.factories import make_settlement, read_fresh
 from tests.sync.helpers import (
     SETTLEMENT,
     Phone,
+    candidates,
     ensure_settlement,
     household,
     make_phone,
@@ -507,7 +508,8 @@ async def read_back(app: FastAPI, scenario: Scenario) -> tuple[State, Conflicts]
     assert {h.id for h in rows} == set(scenario.household_ids)
     assert len({c.household_id for c in conflicts}) == len(conflicts)
     state = {h.id: {name: getattr(h, name) for name in STATE_FIELDS} for h in rows}
-    return state, {c.household_id: {x["item_id"] for x in c.candidates} for c in conflicts}
+    listed = {c.household_id: await candidates(session, c.id) for c in conflicts}
+    return state, {h: {x["item_id"] for x in xs} for h, xs in listed.items()}
 
 
 # --- The property ---------------------------------------------------------------------
@@ -648,6 +650,6 @@ async def test_visits_that_arrive_before_their_household_still_open_a_decision_c
     assert row.decision == "leave"
     # Had the household arrived first, these two visits would open a decision conflict.
     conflicts = await read_fresh(session, select(Conflict).where(col(Conflict.household_id) == hid))
-    assert [(c.field, {x["item_id"] for x in c.candidates}) for c in conflicts] == [
-        ("decision", {stay["id"], leave["id"]})
-    ]
+    assert [
+        (c.field, {x["item_id"] for x in await candidates(session, c.id)}) for c in conflicts
+    ] == [("decision", {stay["id"], leave["id"]})]

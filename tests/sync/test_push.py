@@ -27,6 +27,7 @@ from tests.conftest import make_settings
 from tests.factories import read_fresh
 from tests.sync.helpers import (
     Phone,
+    candidates,
     ensure_settlement,
     household,
     make_phone,
@@ -450,12 +451,13 @@ async def test_different_decisions_within_the_window_open_one_conflict(
     [conflict] = await open_conflicts(session, h["id"])
     assert pushed.body["results"][0]["conflicts"] == [str(conflict.id)]
     assert conflict.field == "decision"
-    candidates = {c["item_id"]: c for c in conflict.candidates}
-    assert set(candidates) == {stay["id"], leave["id"]}
-    assert candidates[stay["id"]]["value"] == "stay"
-    assert candidates[stay["id"]]["recorded_by"] == str(phone.user.id)
-    assert candidates[leave["id"]]["recorded_by"] == str(other.user.id)
-    assert candidates[leave["id"]]["at"].startswith(leave["visited_at"][:16].replace("+00:00", ""))
+    listed = {c["item_id"]: c for c in await candidates(session, conflict.id)}
+    assert set(listed) == {stay["id"], leave["id"]}
+    assert listed[stay["id"]]["value"] == "stay"
+    assert listed[stay["id"]]["recorded_by"] == str(phone.user.id)
+    assert listed[stay["id"]]["device_id"] == str(phone.device_id)
+    assert listed[leave["id"]]["recorded_by"] == str(other.user.id)
+    assert listed[leave["id"]]["recorded_at"] == datetime.fromisoformat(leave["visited_at"])
     # The fold still picks the latest decision.
     assert (await stored_household(session, h["id"])).decision == "leave"
 
@@ -464,7 +466,9 @@ async def test_different_decisions_within_the_window_open_one_conflict(
     assert third_push.statuses() == ["conflict"]
     [same] = await open_conflicts(session, h["id"])
     assert same.id == conflict.id
-    assert {c["item_id"] for c in same.candidates} == {stay["id"], leave["id"], later["id"]}
+    listed_again = await candidates(session, same.id)
+    assert {c["item_id"] for c in listed_again} == {stay["id"], leave["id"], later["id"]}
+    assert len(listed_again) == 3  # each candidate once
 
 
 async def test_outside_the_window_the_later_decision_wins_without_conflict(
@@ -516,8 +520,9 @@ async def test_a_stale_edit_of_a_field_someone_else_changed_opens_a_conflict(
     assert pushed.statuses() == ["conflict"]
     [conflict] = await open_conflicts(session, h["id"])
     assert conflict.field == "address"
-    assert {c["value"] for c in conflict.candidates} == {"вул. Нова, 2", "вул. Третя, 3"}
-    assert {c["recorded_by"] for c in conflict.candidates} == {
+    listed = await candidates(session, conflict.id)
+    assert {c["value"] for c in listed} == {"вул. Нова, 2", "вул. Третя, 3"}
+    assert {c["recorded_by"] for c in listed} == {
         str(other.user.id),
         str(phone.user.id),
     }
