@@ -40,6 +40,14 @@ from app.sync.schemas import PushEnvelope
 from app.visits import service as visits
 from app.visits.schemas import VisitIn, visit_rule_errors
 
+#: The stored columns that hold what the phone sent (device times, not corrected ones):
+#: the same visit sent again hashes the same.
+VISIT_CONTENT = (
+    "id", "household_id", "visited_at_device", "outcome", "decision", "reasons",
+    "reason_note", "leave_mode", "signed_refusal", "people_present", "needs",
+    "planned_departure", "destination", "consent_to_share", "lat", "lon", "accuracy_m",
+    "notes", "corrects",
+)  # fmt: skip
 EDIT_NAMESPACE = uuid.UUID("1f0c7a52-93d4-4b8e-a3f2-6a1d0e5c9b71")
 
 
@@ -258,12 +266,13 @@ def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
             "accuracy_m": location.accuracy_m if location else None,
             "notes": data.notes,
             "corrects": data.corrects,
-            "content_hash": _sha256(data.model_dump(mode="json")),
+            "content_hash": "",
             "fold_state": "pending",
             "review_state": "unreviewed",
             "review_note": "",
             "received_at": batch.received_at,
         }
+        row["content_hash"] = _sha256({k: row[k] for k in VISIT_CONTENT})
         batch.visits.append(_Visit(position, prefix, data, row))
 
 
