@@ -45,7 +45,8 @@ class Observation:
 class FieldStamp(NamedTuple):
     """Which observation a field's current value came from, and the version it changed at.
 
-    Stored as a JSON list `[time, device, item, by, version]` per field.
+    Stored with `encode_stamps`: the fields of a household mostly share a handful of
+    observations (one visit sets all the visit fields), so each is written once.
     """
 
     time: str
@@ -58,12 +59,27 @@ class FieldStamp(NamedTuple):
     def key(self) -> ObservationKey:
         return (self.time, self.device, self.item)
 
-    def to_json(self) -> list[Any]:
-        return list(self)
 
-    @classmethod
-    def from_json(cls, raw: Sequence[Any]) -> FieldStamp:
-        return cls(str(raw[0]), str(raw[1]), str(raw[2]), str(raw[3]), int(raw[4]))
+def encode_stamps(stamps: Mapping[str, FieldStamp]) -> dict[str, Any]:
+    """`{"o": [[time, device, item, by], ...], "f": {field: [observation index, version]}}`."""
+    observations: dict[tuple[str, str, str, str], int] = {}
+    fields: dict[str, list[int]] = {}
+    for name in sorted(stamps):
+        stamp = stamps[name]
+        index = observations.setdefault(stamp[:4], len(observations))
+        fields[name] = [index, stamp.version]
+    return {"o": [list(head) for head in observations], "f": fields}
+
+
+def decode_stamps(raw: Mapping[str, Any]) -> dict[str, FieldStamp]:
+    if not raw:
+        return {}
+    heads = raw["o"]
+    stamps = {}
+    for name, (index, version) in raw["f"].items():
+        time, device, item, by = heads[index]
+        stamps[name] = FieldStamp(time, device, item, by, version)
+    return stamps
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from app.households.fold import (
     FieldStamp,
     FoldState,
     Observation,
+    decode_stamps,
+    encode_stamps,
     fold,
     observation_key,
     winners,
@@ -68,7 +70,7 @@ def field_value(record: Mapping[str, Any], name: str) -> Any:
 
 
 def state_of(record: Mapping[str, Any]) -> FoldState:
-    stamps = {name: FieldStamp._make(raw) for name, raw in record["field_stamps"].items()}
+    stamps = decode_stamps(record["field_stamps"])
     return FoldState(values={n: field_value(record, n) for n in stamps}, stamps=stamps)
 
 
@@ -111,7 +113,7 @@ async def observations_for(
 def _apply_incremental(record: Record, observations: Sequence[Observation]) -> bool:
     """`apply` for observations added to the stored state: only the fields they win are
     read and written, straight on the record (the hot path of a push)."""
-    stamps: dict[str, list[Any]] = record["field_stamps"]
+    stamps = decode_stamps(record["field_stamps"])
     won = winners(stamps, observations)
     if not won:
         return False
@@ -123,12 +125,12 @@ def _apply_incremental(record: Record, observations: Sequence[Observation]) -> b
     version = record["version"] + 1 if changed else record["version"]
     new_stamps = dict(stamps)
     for name, observation in won.items():
-        kept = stamps[name][4] if name in stamps and name not in changed else version
-        new_stamps[name] = [*observation.key, observation.by, kept]
+        kept = stamps[name].version if name in stamps and name not in changed else version
+        new_stamps[name] = FieldStamp(*observation.key, observation.by, kept)
         if name in changed:
             _write(record, name, observation.values[name])
     record["version"] = version
-    record["field_stamps"] = new_stamps
+    record["field_stamps"] = encode_stamps(new_stamps)
     record["updated_at"] = utcnow()
     return True
 
@@ -163,7 +165,7 @@ def apply(
         else s
         for n, s in after.stamps.items()
     }
-    stored = {n: st.to_json() for n, st in sorted(stamps.items())}
+    stored = encode_stamps(stamps)
     if not changed and stored == record["field_stamps"]:
         return False
     if changed:

@@ -441,16 +441,20 @@ def _immutable(item: _Visit) -> FieldError:
     )
 
 
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
 def _candidate(
     item_id: Any, kind: str, value: Any, by: Any, device: Any, at: datetime | str
 ) -> dict[str, Any]:
     """A conflict candidate (the fields of ConflictCandidate but its conflict)."""
     return {
-        "item_id": uuid.UUID(str(item_id)),
+        "item_id": _uuid(item_id),
         "kind": kind,
         "value": value,
-        "recorded_by": uuid.UUID(str(by)),
-        "device_id": uuid.UUID(str(device)),
+        "recorded_by": _uuid(by),
+        "device_id": _uuid(device),
         "recorded_at": at
         if isinstance(at, datetime)
         else datetime.fromisoformat(at).replace(tzinfo=UTC),

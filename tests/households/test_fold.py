@@ -19,6 +19,7 @@ from app.households.fold import (
     FieldStamp,
     FoldState,
     Observation,
+    decode_stamps,
     fold,
     observation_key,
     time_key,
@@ -204,7 +205,7 @@ def _record() -> Record:
 
 
 def _stamps(record: Record) -> dict[str, FieldStamp]:
-    return {n: FieldStamp.from_json(raw) for n, raw in record["field_stamps"].items()}
+    return decode_stamps(record["field_stamps"])
 
 
 _NONE = object()
@@ -212,7 +213,7 @@ _NONE = object()
 
 def _folded(record: Record) -> dict[str, Any]:
     """The folded fields (those with a stamp) and their stored values."""
-    return {name: record[name] for name in record["field_stamps"]}
+    return {name: record[name] for name in decode_stamps(record["field_stamps"])}
 
 
 def _columns(record: Record) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.core.db import create_engine
-from app.households.fold import FieldStamp, FoldState, Observation, fold
+from app.households.fold import FoldState, Observation, decode_stamps, fold
 from app.households.models import Household
 from app.visits import codes
 from app.visits.models import Visit
@@ -352,8 +352,8 @@ async def test_concurrent_pushes_to_two_processes_fold_like_one_sequence(
                         f"sequential fold {want.values.get(name, default)!r}"
                     )
                 # The same visit must have won the field, not just an equal value.
-                stamp = row.field_stamps.get(name)
-                won_by = None if stamp is None else FieldStamp.from_json(stamp).key
+                stamp = decode_stamps(row.field_stamps).get(name)
+                won_by = None if stamp is None else stamp.key
                 wanted = want.stamps[name].key if name in want.stamps else None
                 if won_by != wanted:
                     mismatches.append(f"{row.id} {name}: won by {won_by}, sequential fold {wanted}")
