@@ -102,9 +102,8 @@ class Phone:
         )
 
 
-async def _post(client: httpx.AsyncClient, phone: Phone, body: bytes) -> None:
-    started = time.perf_counter()
-    response = await client.post(
+async def send(client: httpx.AsyncClient, phone: Phone, body: bytes) -> httpx.Response:
+    return await client.post(
         "/api/v1/sync/push",
         content=body,
         headers={
@@ -112,6 +111,11 @@ async def _post(client: httpx.AsyncClient, phone: Phone, body: bytes) -> None:
             "content-type": "application/json",
         },
     )
+
+
+async def _post(client: httpx.AsyncClient, phone: Phone, body: bytes) -> None:
+    started = time.perf_counter()
+    response = await send(client, phone, body)
     finished = time.perf_counter()
     if response.status_code != 200 or b'"rejected"' in response.content:
         phone.errors += 1
@@ -139,15 +143,7 @@ async def register_households(client: httpx.AsyncClient, phone: Phone) -> None:
             "visits": [],
         }
     )
-    response = await client.post(
-        "/api/v1/sync/push",
-        content=body,
-        headers={
-            "authorization": f"Bearer {phone.device.token}",
-            "content-type": "application/json",
-        },
-    )
-    response.raise_for_status()
+    (await send(client, phone, body)).raise_for_status()
 
 
 async def back_to_back(

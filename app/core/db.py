@@ -132,6 +132,26 @@ def insert_ignoring_duplicates(
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
+async def insert_missing(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict_column: str,
+    returning: str = "id",
+) -> set[Any]:
+    """Insert the rows whose `conflict_column` value is not taken, in id order (a fixed
+    lock order across transactions); returns the `returning` values of those inserted."""
+    if not rows:
+        return set()
+    ordered = sorted(rows, key=lambda r: r["id"])
+    statement = insert_ignoring_duplicates(session, table, conflict_column).returning(
+        table.c[returning]
+    )
+    result = await session.execute(statement, ordered)
+    return set(result.scalars())
+
+
 def _pg_array_type(column: Column[Any]) -> str:
     """The PostgreSQL type of a column, for casting an array parameter to `type[]`.
 

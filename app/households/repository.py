@@ -11,7 +11,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from app.core.db import insert_ignoring_duplicates, one_of
+from app.core.db import insert_missing, one_of
 from app.households.models import Household, HouseholdEdit
 
 household_table = Household.__table__  # type: ignore[attr-defined]
@@ -37,15 +37,8 @@ async def count(session: AsyncSession) -> int:
 
 
 async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """Create households that do not exist yet, in id order; returns the ids created here."""
-    if not rows:
-        return set()
-    ordered = sorted(rows, key=lambda r: r["id"])
-    statement = insert_ignoring_duplicates(session, household_table, "id").returning(
-        household_table.c.id
-    )
-    result = await session.execute(statement, ordered)
-    return set(result.scalars())
+    """Create households that do not exist yet; returns the ids created here."""
+    return await insert_missing(session, household_table, rows, conflict_column="id")
 
 
 #: The columns the fold reads and writes.
@@ -128,14 +121,7 @@ async def save_folded(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
 
 async def insert_edits(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     """Store edits not seen before (by content); returns the ids stored by this call."""
-    if not rows:
-        return set()
-    ordered = sorted(rows, key=lambda r: r["id"])
-    statement = insert_ignoring_duplicates(session, edit_table, "content_hash").returning(
-        edit_table.c.id
-    )
-    result = await session.execute(statement, ordered)
-    return set(result.scalars())
+    return await insert_missing(session, edit_table, rows, conflict_column="content_hash")
 
 
 async def edits_for(

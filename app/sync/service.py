@@ -17,10 +17,10 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service as auth
@@ -48,6 +48,7 @@ VISIT_CONTENT = (
     "planned_departure", "destination", "consent_to_share", "lat", "lon", "accuracy_m",
     "notes", "corrects",
 )  # fmt: skip
+ItemT = TypeVar("ItemT", HouseholdIn, VisitIn)
 EDIT_NAMESPACE = uuid.UUID("1f0c7a52-93d4-4b8e-a3f2-6a1d0e5c9b71")
 
 
@@ -157,11 +158,20 @@ def _item_id(raw: Any) -> str:
         return ""
 
 
-def _validate(model: type[BaseModel], raw: Any, prefix: str) -> tuple[Any, list[FieldError]]:
+def _start_item(
+    batch: _Batch, kind: str, model: type[ItemT], raw: Any, prefix: str
+) -> tuple[int, ItemT | None]:
+    """Add the item's result (applied until shown otherwise) and validate it; a failed
+    item is rejected with its errors and `None` comes back."""
+    position = len(batch.results)
+    batch.results.append(_result(kind, raw))
     try:
-        return model.model_validate(raw), []
+        data = model.model_validate(raw)
     except ValidationError as exc:
-        return None, _item_errors(exc, prefix)
+        batch.reject(position, _item_errors(exc, prefix))
+        return position, None
+    batch.results[position]["id"] = str(data.id)
+    return position, data
 
 
 def _corrected(
@@ -180,13 +190,9 @@ def _corrected(
 def _read_households(batch: _Batch, raw_items: list[Any]) -> None:
     for i, raw in enumerate(raw_items):
         prefix = f"households.{i}"
-        position = len(batch.results)
-        batch.results.append(_result("household", raw))
-        data, errors = _validate(HouseholdIn, raw, prefix)
+        position, data = _start_item(batch, "household", HouseholdIn, raw, prefix)
         if data is None:
-            batch.reject(position, errors)
             continue
-        batch.results[position]["id"] = str(data.id)
         batch.household_of[position] = data.id
         corrected = _corrected(batch, data.observed_at, f"{prefix}.observed_at")
         if isinstance(corrected, FieldError):
@@ -223,13 +229,9 @@ def _read_households(batch: _Batch, raw_items: list[Any]) -> None:
 def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
     for i, raw in enumerate(raw_items):
         prefix = f"visits.{i}"
-        position = len(batch.results)
-        batch.results.append(_result("visit", raw))
-        data, errors = _validate(VisitIn, raw, prefix)
+        position, data = _start_item(batch, "visit", VisitIn, raw, prefix)
         if data is None:
-            batch.reject(position, errors)
             continue
-        batch.results[position]["id"] = str(data.id)
         batch.household_of[position] = data.household_id
         errors = visit_rule_errors(data, prefix)
         corrected = _corrected(batch, data.visited_at, f"{prefix}.visited_at")

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import AnyRow, insert_ignoring_duplicates, insert_unnest, one_of
+from app.core.db import AnyRow, insert_missing, insert_unnest, one_of
 from app.visits.models import Visit
 
 visit_table = Visit.__table__  # type: ignore[attr-defined]
@@ -61,14 +61,10 @@ async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> s
     array per column: a fraction of the cost of a multi-row VALUES statement with
     thousands of bound parameters.
     """
-    if not rows:
-        return set()
-    ordered = sorted(rows, key=lambda r: r["id"])
-    if session.get_bind().dialect.name == "postgresql":
+    if rows and session.get_bind().dialect.name == "postgresql":
+        ordered = sorted(rows, key=lambda r: r["id"])
         return await insert_unnest(session, visit_table, ordered, conflict_column="id")
-    statement = insert_ignoring_duplicates(session, visit_table, "id").returning(c.id)
-    result = await session.execute(statement, ordered)
-    return set(result.scalars())
+    return await insert_missing(session, visit_table, rows, conflict_column="id")
 
 
 async def for_households(
