@@ -43,7 +43,7 @@ class Visit(SQLModel, table=True):
     recorded_by: uuid.UUID = Field(
         sa_column=Column(ForeignKey("user_account.id"), nullable=False, index=True)
     )
-    batch_id: uuid.UUID = Field(index=True)
+    batch_id: uuid.UUID  # no index: nothing reads visits by batch, and each index slows the push
     # Times: as the device reported them, and corrected for the device's clock offset.
     visited_at_device: datetime = Field(sa_type=UTCDateTime, nullable=False)
     visited_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
