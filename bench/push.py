@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -59,6 +61,7 @@ class Phone:
     rng: random.Random
     latencies: list[tuple[float, float, int]] = field(default_factory=list)
     errors: int = 0
+    retries: int = 0
 
     def visit(self, household_id: str, at: datetime) -> dict[str, Any]:
         decision = self.rng.choice(("stay", "stay", "leave", "undecided"))
@@ -103,14 +106,19 @@ class Phone:
 
 
 async def send(client: httpx.AsyncClient, phone: Phone, body: bytes) -> httpx.Response:
-    return await client.post(
-        "/api/v1/sync/push",
-        content=body,
-        headers={
-            "authorization": f"Bearer {phone.device.token}",
-            "content-type": "application/json",
-        },
-    )
+    """POST a batch; on a dropped connection send the same batch again, as a phone does
+    (the batch id makes that safe). Keep-alive connections idle past the server's
+    timeout are closed under the client now and then."""
+    headers = {
+        "authorization": f"Bearer {phone.device.token}",
+        "content-type": "application/json",
+    }
+    for _ in range(2):
+        try:
+            return await client.post("/api/v1/sync/push", content=body, headers=headers)
+        except httpx.TransportError:
+            phone.retries += 1
+    return await client.post("/api/v1/sync/push", content=body, headers=headers)
 
 
 async def _post(client: httpx.AsyncClient, phone: Phone, body: bytes) -> None:
@@ -234,7 +242,9 @@ async def run(args: argparse.Namespace, url: str) -> int:
         f"PostgreSQL; warm-up {args.warmup:.0f} s not counted"
     )
     devices = await seed_field_workers(asyncpg_dsn(url), PCODE, args.devices)
-    server = ServerProcess(url, workers=2, env={"FIELDSYNC_DB_POOL_SIZE": "20"})
+    log_path = Path(tempfile.gettempdir()) / "fieldsync-bench-push-server.log"
+    log_path.unlink(missing_ok=True)
+    server = ServerProcess(url, workers=2, env={"FIELDSYNC_DB_POOL_SIZE": "20"}, log_path=log_path)
     with server:
         limits = httpx.Limits(
             max_connections=args.devices + 10, max_keepalive_connections=args.devices + 10
@@ -321,6 +331,8 @@ async def run(args: argparse.Namespace, url: str) -> int:
     print(f"                      p99 {field99:.1f} ms (target < 250)")
     print(f"  server peak RSS:    {rss_mib:.0f} MiB (all server processes)")
     print(f"  failed batches:     {field_errors}")
+    print(f"retried sends (dropped connections): {sum(p.retries for p in phones)}")
+    print(f"server log: {log_path}")
     met = (
         capacity >= 10_000
         and ratio >= 0.1
