@@ -10,21 +10,7 @@ import zlib
 
 from fastapi import Request
 
-from app.core.errors import DomainError
-
-_CHUNK = 64 * 1024
-
-
-class PayloadTooLarge(DomainError):
-    status_code = 413
-
-
-class UnsupportedEncoding(DomainError):
-    status_code = 415
-
-
-class MalformedBody(DomainError):
-    status_code = 400
+from app.core.errors import MalformedBody, PayloadTooLarge, UnsupportedEncoding
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

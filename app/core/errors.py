@@ -83,6 +83,18 @@ class Invalid(DomainError):
     status_code = 422
 
 
+class MalformedBody(DomainError):
+    status_code = 400
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+
+
+class UnsupportedEncoding(DomainError):
+    status_code = 415
+
+
 def problem_response(
     status: int,
     detail: str | None = None,

@@ -26,9 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service as auth
 from app.auth.service import Principal
 from app.conflicts.service import ConflictBook, ConflictKey
-from app.core.body import PayloadTooLarge
 from app.core.config import Settings
-from app.core.errors import Conflict, FieldError, Forbidden, Invalid, validation_field_errors
+from app.core.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    Invalid,
+    PayloadTooLarge,
+    validation_field_errors,
+)
 from app.households import service as households
 from app.households.fold import FoldState, Observation
 from app.households.schemas import HouseholdIn
