@@ -20,6 +20,8 @@ def _storable(value: str) -> str:
 
 
 def _in_range(value: datetime) -> datetime:
+    if EARLIEST_YEAR < value.year < LATEST_YEAR:  # an offset moves it by less than a day
+        return value
     try:
         year = value.astimezone(UTC).year
     except OverflowError:

@@ -144,10 +144,10 @@ def _item_errors(exc: ValidationError, prefix: str) -> list[FieldError]:
     ]
 
 
-def _result(kind: str, raw: Any) -> dict[str, Any]:
+def _result(kind: str) -> dict[str, Any]:
     return {
         "kind": kind,
-        "id": _item_id(raw),
+        "id": "",
         "status": "applied",
         "version": None,
         "conflicts": [],
@@ -170,10 +170,11 @@ def _start_item(
     """Add the item's result (applied until shown otherwise) and validate it; a failed
     item is rejected with its errors and `None` comes back."""
     position = len(batch.results)
-    batch.results.append(_result(kind, raw))
+    batch.results.append(_result(kind))
     try:
         data = model.model_validate(raw)
     except ValidationError as exc:
+        batch.results[position]["id"] = _item_id(raw)
         batch.reject(position, _item_errors(exc, prefix))
         return position, None
     batch.results[position]["id"] = str(data.id)
