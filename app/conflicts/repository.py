@@ -41,18 +41,3 @@ async def insert_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]
     if rows:
         statement = insert_ignoring_duplicates(session, candidate_table, "conflict_id", "item_id")
         await session.execute(statement, list(rows))
-
-
-async def candidates_of(
-    session: AsyncSession, conflict_ids: Collection[uuid.UUID]
-) -> dict[uuid.UUID, list[ConflictCandidate]]:
-    """Each conflict's candidates, oldest observation first."""
-    result = await session.execute(
-        select(ConflictCandidate)
-        .where(one_of(session, candidate_table.c.conflict_id, conflict_ids))
-        .order_by(candidate_table.c.recorded_at, candidate_table.c.item_id)
-    )
-    grouped: dict[uuid.UUID, list[ConflictCandidate]] = {i: [] for i in conflict_ids}
-    for candidate in result.scalars():
-        grouped[candidate.conflict_id].append(candidate)
-    return grouped

@@ -13,8 +13,6 @@ from app.core.types import utcnow
 
 ConflictKey = tuple[uuid.UUID, str]
 
-candidates_of = repository.candidates_of
-
 
 class ConflictBook:
     """Candidates gathered while a batch is processed, written in one go by `save`.

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import bindparam, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
@@ -29,11 +29,6 @@ async def existing_ids(session: AsyncSession, ids: Iterable[uuid.UUID]) -> set[u
 async def add_all(session: AsyncSession, households: Sequence[Household]) -> None:
     session.add_all(households)
     await session.flush()
-
-
-async def count(session: AsyncSession) -> int:
-    result = await session.execute(select(func.count()).select_from(Household))
-    return int(result.scalar_one())
 
 
 async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:

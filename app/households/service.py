@@ -48,10 +48,6 @@ async def add_new(session: AsyncSession, households: Sequence[Household]) -> int
     return len(new)
 
 
-async def count(session: AsyncSession) -> int:
-    return await repository.count(session)
-
-
 async def lock_for_fold(
     session: AsyncSession, ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, Record]:

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -40,11 +39,6 @@ async def upsert_settlements(session: AsyncSession, rows: Sequence[dict[str, Any
     return len(rows)
 
 
-async def list_settlements(session: AsyncSession) -> Sequence[Settlement]:
-    result = await session.execute(select(Settlement).order_by(col(Settlement.pcode)))
-    return result.scalars().all()
-
-
 async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
     result = await session.execute(
         select(SettlementAssignment.settlement_pcode)
@@ -58,14 +52,3 @@ async def add_assignments(session: AsyncSession, user_id: uuid.UUID, pcodes: Ite
     for pcode in pcodes:
         session.add(SettlementAssignment(user_id=user_id, settlement_pcode=pcode))
     await session.flush()
-
-
-async def remove_assignments(
-    session: AsyncSession, user_id: uuid.UUID, pcodes: Iterable[str]
-) -> None:
-    await session.execute(
-        delete(SettlementAssignment).where(
-            col(SettlementAssignment.user_id) == user_id,
-            col(SettlementAssignment.settlement_pcode).in_(list(pcodes)),
-        )
-    )

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.core.errors import FieldError, Invalid, NotFound
 from app.settlements import repository
-from app.settlements.models import CATEGORIES, Settlement
+from app.settlements.models import CATEGORIES
 
 BUNDLED_SETTLEMENTS = Path(__file__).parent / "data" / "settlements-kupianskyi-raion.csv"
 REQUIRED_COLUMNS = (
@@ -113,10 +113,6 @@ async def import_settlements(session: AsyncSession, text: str, *, actor: str = "
     return await upsert(session, parse_settlements_csv(text), actor=actor)
 
 
-async def list_settlements(session: AsyncSession) -> Sequence[Settlement]:
-    return await repository.list_settlements(session)
-
-
 async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
     return await repository.assigned_pcodes(session, user_id)
 
@@ -141,30 +137,6 @@ async def assign(
         await audit.record(
             session,
             action="user.assign",
-            entity_type="user",
-            entity_id=user_id,
-            actor_username=actor,
-            before={"username": username, "settlements": before},
-            after={"username": username, "settlements": after},
-        )
-    return after
-
-
-async def unassign(
-    session: AsyncSession,
-    user_id: uuid.UUID,
-    pcodes: Sequence[str],
-    *,
-    username: str,
-    actor: str = "cli",
-) -> list[str]:
-    before = await repository.assigned_pcodes(session, user_id)
-    await repository.remove_assignments(session, user_id, pcodes)
-    after = sorted(set(before) - set(pcodes))
-    if after != before:
-        await audit.record(
-            session,
-            action="user.unassign",
             entity_type="user",
             entity_id=user_id,
             actor_username=actor,
