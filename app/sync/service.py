@@ -98,7 +98,6 @@ class _Edit:
     position: int
     prefix: str
     data: HouseholdIn
-    values: dict[str, Any]
     row: dict[str, Any]
 
 
@@ -230,7 +229,7 @@ def _read_households(batch: _Batch, raw_items: list[Any]) -> None:
             "fields": values,
             "received_at": batch.received_at,
         }
-        batch.edits.append(_Edit(position, prefix, data, values, row))
+        batch.edits.append(_Edit(position, prefix, data, row))
 
 
 def _read_visits(batch: _Batch, raw_items: list[Any]) -> None:
@@ -525,7 +524,7 @@ async def _open_conflicts(
         base = edit.data.base_version
         if state is None or base is None:
             continue
-        for name, value in edit.values.items():
+        for name, value in edit.row["fields"].items():
             stamp = state.stamps.get(name)
             if stamp is None or stamp.version <= base or stamp.by == user:
                 continue
@@ -534,7 +533,7 @@ async def _open_conflicts(
             current = _candidate(
                 stamp.key[2],
                 "household_edit",
-                _jsonable(state.values.get(name)),
+                state.values.get(name),
                 stamp.by,
                 stamp.key[1],
                 stamp.key[0],
@@ -542,7 +541,7 @@ async def _open_conflicts(
             proposed = _candidate(
                 edit.row["id"],
                 "household_edit",
-                _jsonable(value),
+                value,
                 user,
                 batch.device_id,
                 edit.row["observed_at"],
@@ -621,10 +620,6 @@ async def _decision_conflicts(
         if visit["id"] in positions:
             marks.append((positions[visit["id"]], key))
     return marks
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 async def push(
