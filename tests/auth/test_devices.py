@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.auth.models import Device, Role
+from app.auth.models import Device, Role, User
 from tests.factories import (
     assert_problem,
     audit_events,
@@ -29,14 +30,32 @@ def revoke_url(device_id: uuid.UUID) -> str:
     return f"{DEVICES}/{device_id}/revoke"
 
 
-async def test_revoked_device_is_refused_on_its_next_call(
-    client: httpx.AsyncClient, session: AsyncSession
-) -> None:
+@dataclass
+class Registered:
+    """A field worker's phone, registered by signing in, and an administrator."""
+
+    worker: User
+    device_id: uuid.UUID
+    worker_token: str
+    admin: User
+    admin_token: str
+
+
+@pytest.fixture
+async def registered(client: httpx.AsyncClient, session: AsyncSession) -> Registered:
     worker = await make_user(session, Role.field_worker)
     admin = await make_user(session, Role.admin)
     device_id = uuid.uuid4()
     worker_token = (await tokens_for(client, worker, device_id))["access_token"]
     admin_token = (await tokens_for(client, admin))["access_token"]
+    return Registered(worker, device_id, worker_token, admin, admin_token)
+
+
+async def test_revoked_device_is_refused_on_its_next_call(
+    client: httpx.AsyncClient, registered: Registered
+) -> None:
+    worker, device_id = registered.worker, registered.device_id
+    worker_token, admin_token = registered.worker_token, registered.admin_token
     me = await client.get("/api/v1/auth/me", headers=bearer(worker_token))
     assert me.status_code == 200, me.text
 
@@ -59,13 +78,9 @@ async def test_revoked_device_is_refused_on_its_next_call(
 
 
 async def test_revocation_is_audited_with_its_reason(
-    client: httpx.AsyncClient, session: AsyncSession
+    client: httpx.AsyncClient, session: AsyncSession, registered: Registered
 ) -> None:
-    worker = await make_user(session, Role.field_worker)
-    admin = await make_user(session, Role.admin)
-    device_id = uuid.uuid4()
-    await tokens_for(client, worker, device_id)
-    admin_token = (await tokens_for(client, admin))["access_token"]
+    admin, device_id, admin_token = registered.admin, registered.device_id, registered.admin_token
 
     response = await client.post(
         revoke_url(device_id), json={"reason": REASON}, headers=bearer(admin_token)
@@ -157,13 +172,9 @@ async def test_revoking_an_unknown_device_is_not_found(
 
 
 async def test_revoking_without_a_reason_is_invalid(
-    client: httpx.AsyncClient, session: AsyncSession
+    client: httpx.AsyncClient, session: AsyncSession, registered: Registered
 ) -> None:
-    worker = await make_user(session, Role.field_worker)
-    admin = await make_user(session, Role.admin)
-    device_id = uuid.uuid4()
-    await tokens_for(client, worker, device_id)
-    token = (await tokens_for(client, admin))["access_token"]
+    device_id, token = registered.device_id, registered.admin_token
 
     response = await client.post(revoke_url(device_id), json={"reason": ""}, headers=bearer(token))
 
