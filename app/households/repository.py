@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, text, update
@@ -16,19 +16,6 @@ from app.households.models import Household, HouseholdEdit
 
 household_table = Household.__table__  # type: ignore[attr-defined]
 edit_table = HouseholdEdit.__table__  # type: ignore[attr-defined]
-
-
-async def existing_ids(session: AsyncSession, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    wanted = list(ids)
-    if not wanted:
-        return set()
-    result = await session.execute(select(Household.id).where(col(Household.id).in_(wanted)))
-    return set(result.scalars())
-
-
-async def add_all(session: AsyncSession, households: Sequence[Household]) -> None:
-    session.add_all(households)
-    await session.flush()
 
 
 async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:

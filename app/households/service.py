@@ -42,10 +42,7 @@ serialize_writers = repository.serialize_writers
 
 async def add_new(session: AsyncSession, households: Sequence[Household]) -> int:
     """Insert the households whose ids are not stored yet; returns how many were new."""
-    known = await repository.existing_ids(session, (h.id for h in households))
-    new = [h for h in households if h.id not in known]
-    await repository.add_all(session, new)
-    return len(new)
+    return len(await repository.insert_new(session, [h.model_dump() for h in households]))
 
 
 async def lock_for_fold(
