@@ -17,6 +17,7 @@ from app.auth.models import Role
 from app.core.config import DatabaseSettings, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import DomainError
+from app.settlements import service as settlements
 
 T = TypeVar("T")
 
@@ -162,8 +163,6 @@ def users_create(
     secret = password
 
     async def work(session: AsyncSession) -> list[str]:
-        from app.settlements import service as settlements
-
         user = await auth.create_user(
             session, username=name, role=parsed_role, password=secret, full_name=full_name
         )
@@ -181,10 +180,9 @@ def users_list() -> None:
     """List every account with its role and settlements."""
 
     async def work(session: AsyncSession) -> list[tuple[str, str, bool, list[str]]]:
-        from app.settlements import service as settlements
-
+        assigned = await settlements.all_assignments(session)
         return [
-            (u.username, u.role, u.is_active, await settlements.assigned_pcodes(session, u.id))
+            (u.username, u.role, u.is_active, assigned.get(u.id, []))
             for u in await auth.list_users(session)
         ]
 
@@ -202,8 +200,6 @@ def users_assign(
     """Assign settlements to an account (already-assigned ones are kept)."""
 
     async def work(session: AsyncSession) -> list[str]:
-        from app.settlements import service as settlements
-
         user = await auth.get_user_by_username(session, name)
         return await settlements.assign(session, user.id, pcodes, username=name)
 
@@ -269,8 +265,6 @@ def settlements_import(
     ],
 ) -> None:
     """Import or update settlements from a KATOTTG-shaped CSV file."""
-    from app.settlements import service as settlements
-
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError:

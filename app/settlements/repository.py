@@ -48,6 +48,19 @@ async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str
     return list(result.scalars())
 
 
+async def all_assignments(session: AsyncSession) -> dict[uuid.UUID, list[str]]:
+    """Every user's assigned P-codes, in one query."""
+    result = await session.execute(
+        select(SettlementAssignment.user_id, SettlementAssignment.settlement_pcode).order_by(
+            col(SettlementAssignment.settlement_pcode)
+        )
+    )
+    grouped: dict[uuid.UUID, list[str]] = {}
+    for user_id, pcode in result.all():
+        grouped.setdefault(user_id, []).append(pcode)
+    return grouped
+
+
 async def add_assignments(session: AsyncSession, user_id: uuid.UUID, pcodes: Iterable[str]) -> None:
     for pcode in pcodes:
         session.add(SettlementAssignment(user_id=user_id, settlement_pcode=pcode))

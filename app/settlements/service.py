@@ -117,6 +117,10 @@ async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str
     return await repository.assigned_pcodes(session, user_id)
 
 
+async def all_assignments(session: AsyncSession) -> dict[uuid.UUID, list[str]]:
+    return await repository.all_assignments(session)
+
+
 async def assign(
     session: AsyncSession,
     user_id: uuid.UUID,
