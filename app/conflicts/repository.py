@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.conflicts.models import Conflict, ConflictCandidate
-from app.core.db import insert_ignoring_duplicates, one_of
+from app.core.db import insert_missing, one_of
 
 conflict_table = Conflict.__table__  # type: ignore[attr-defined]
 candidate_table = ConflictCandidate.__table__  # type: ignore[attr-defined]
@@ -32,12 +32,11 @@ async def open_ids(
 
 
 async def insert_conflicts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(conflict_table), list(rows))
+    """Open new conflicts (fresh ids: none is skipped)."""
+    await insert_missing(session, conflict_table, rows)
 
 
 async def insert_candidates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Add candidates; one already listed on its conflict (same item) is skipped."""
-    if rows:
-        statement = insert_ignoring_duplicates(session, candidate_table, "conflict_id", "item_id")
-        await session.execute(statement, list(rows))
+    unique = ("conflict_id", "item_id")
+    await insert_missing(session, candidate_table, rows, conflict_columns=unique)

@@ -137,15 +137,23 @@ async def insert_missing(
     table: Table,
     rows: Sequence[Mapping[str, Any]],
     *,
-    conflict_column: str,
+    conflict_columns: tuple[str, ...] = ("id",),
     returning: str = "id",
 ) -> set[Any]:
-    """Insert the rows whose `conflict_column` value is not taken, in id order (a fixed
-    lock order across transactions); returns the `returning` values of those inserted."""
+    """Insert the rows whose `conflict_columns` values are not taken, in id order (a fixed
+    lock order across transactions); returns the `returning` values of those inserted.
+
+    On PostgreSQL the rows go in as one `INSERT ... SELECT FROM unnest(...)`, one array
+    per column, whatever their number: the statement text never changes, so it is
+    prepared once per connection. A multi-row VALUES statement has a text per row count,
+    and those texts crowd the prepared-statement cache and are parsed again and again.
+    """
     if not rows:
         return set()
     ordered = sorted(rows, key=lambda r: r["id"])
-    statement = insert_ignoring_duplicates(session, table, conflict_column).returning(
+    if session.get_bind().dialect.name == "postgresql":
+        return await _insert_unnest(session, table, ordered, conflict_columns, returning)
+    statement = insert_ignoring_duplicates(session, table, *conflict_columns).returning(
         table.c[returning]
     )
     result = await session.execute(statement, ordered)
@@ -167,35 +175,57 @@ def _pg_array_type(column: Column[Any]) -> str:
 
 
 @cache
-def _unnest_insert_sql(table: Table, conflict_column: str) -> tuple[str, list[str], frozenset[str]]:
+def _unnest_insert_sql(
+    table: Table, conflict_columns: tuple[str, ...], returning: str
+) -> tuple[str, list[str], frozenset[str]]:
     """The statement, its column order and its JSON columns, built once per table."""
     names = [column.name for column in table.columns]
     arrays = [f"${i}::{_pg_array_type(table.c[n])}[]" for i, n in enumerate(names, start=1)]
     sql = (
         f'INSERT INTO "{table.name}" ({", ".join(names)}) '  # noqa: S608  (names from the model)
         f"SELECT * FROM unnest({', '.join(arrays)}) "
-        f"ON CONFLICT ({conflict_column}) DO NOTHING RETURNING {conflict_column}"
+        f"ON CONFLICT ({', '.join(conflict_columns)}) DO NOTHING RETURNING {returning}"
     )
     return sql, names, frozenset(n for n in names if isinstance(table.c[n].type, JSON))
 
 
-async def insert_unnest(
+#: A column a row must give: it has no default and is not nullable.
+_REQUIRED: Any = object()
+
+
+def _filled(table: Table, name: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """One column's values; a row that leaves the column out gets the column's default
+    (a callable one is called for each such row), else NULL where that is allowed."""
+    column = table.c[name]
+    default = column.default
+    if default is None:
+        missing = None if column.nullable else _REQUIRED
+        values = [row.get(name, missing) for row in rows]
+        if missing is _REQUIRED and any(value is _REQUIRED for value in values):
+            raise ValueError(f"every {table.name} row must give {name}")
+        return values
+    if default.is_callable:
+        make = default.arg  # type: ignore[attr-defined]
+        return [row[name] if name in row else make(None) for row in rows]
+    return [row.get(name, default.arg) for row in rows]  # type: ignore[attr-defined]
+
+
+async def _insert_unnest(
     session: AsyncSession,
     table: Table,
     rows: Sequence[Mapping[str, Any]],
-    *,
-    conflict_column: str,
+    conflict_columns: tuple[str, ...],
+    returning: str,
 ) -> set[Any]:
-    """PostgreSQL only: insert rows as one statement over per-column arrays, skipping rows
-    whose `conflict_column` is taken. Returns the `conflict_column` values inserted.
-
-    Runs on the session's own connection, inside its transaction.
-    """
-    sql, names, json_columns = _unnest_insert_sql(table, conflict_column)
-    values = [
-        [orjson.dumps(row[n]).decode() if n in json_columns else row[n] for row in rows]
-        for n in names
-    ]
+    """PostgreSQL: the rows as per-column arrays, on the session's own connection (inside
+    its transaction), straight through asyncpg."""
+    sql, names, json_columns = _unnest_insert_sql(table, conflict_columns, returning)
+    values = []
+    for name in names:
+        column = _filled(table, name, rows)
+        if name in json_columns:
+            column = [orjson.dumps(value).decode() for value in column]
+        values.append(column)
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection

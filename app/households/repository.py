@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, text, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import select
 
 from app.core.db import insert_missing, one_of
 from app.households.models import Household, HouseholdEdit
@@ -20,7 +20,7 @@ edit_table = HouseholdEdit.__table__  # type: ignore[attr-defined]
 
 async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     """Create households that do not exist yet; returns the ids created here."""
-    return await insert_missing(session, household_table, rows, conflict_column="id")
+    return await insert_missing(session, household_table, rows)
 
 
 #: The columns the fold reads and writes.
@@ -103,7 +103,7 @@ async def save_folded(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
 
 async def insert_edits(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     """Store edits not seen before (by content); returns the ids stored by this call."""
-    return await insert_missing(session, edit_table, rows, conflict_column="content_hash")
+    return await insert_missing(session, edit_table, rows, conflict_columns=("content_hash",))
 
 
 async def edits_for(
@@ -112,6 +112,6 @@ async def edits_for(
     if not household_ids:
         return []
     result = await session.execute(
-        select(HouseholdEdit).where(col(HouseholdEdit.household_id).in_(list(household_ids)))
+        select(HouseholdEdit).where(one_of(session, edit_table.c.household_id, household_ids))
     )
     return result.scalars().all()

@@ -9,7 +9,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from app.core.db import one_of
 from app.settlements.models import Settlement, SettlementAssignment
+
+_settlement = Settlement.__table__  # type: ignore[attr-defined]
 
 
 async def existing_pcodes(session: AsyncSession, pcodes: Iterable[str]) -> set[str]:
@@ -17,7 +20,7 @@ async def existing_pcodes(session: AsyncSession, pcodes: Iterable[str]) -> set[s
     if not wanted:
         return set()
     result = await session.execute(
-        select(Settlement.pcode).where(col(Settlement.pcode).in_(wanted))
+        select(Settlement.pcode).where(one_of(session, _settlement.c.pcode, wanted))
     )
     return set(result.scalars())
 

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import AnyRow, insert_missing, insert_unnest, one_of
+from app.core.db import AnyRow, insert_missing, one_of
 from app.visits.models import Visit
 
 visit_table = Visit.__table__  # type: ignore[attr-defined]
@@ -55,16 +55,8 @@ async def stored_and_corrected(
 
 
 async def insert_new(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """Insert in id order (a fixed lock order); returns the ids this call inserted.
-
-    On PostgreSQL the whole batch is one `INSERT ... SELECT FROM unnest(...)`, one
-    array per column: a fraction of the cost of a multi-row VALUES statement with
-    thousands of bound parameters.
-    """
-    if rows and session.get_bind().dialect.name == "postgresql":
-        ordered = sorted(rows, key=lambda r: r["id"])
-        return await insert_unnest(session, visit_table, ordered, conflict_column="id")
-    return await insert_missing(session, visit_table, rows, conflict_column="id")
+    """Insert in id order (a fixed lock order); returns the ids this call inserted."""
+    return await insert_missing(session, visit_table, rows)
 
 
 async def for_households(
@@ -74,7 +66,7 @@ async def for_households(
     if not household_ids:
         return []
     result = await session.execute(
-        select(visit_table).where(c.household_id.in_(list(household_ids)))
+        select(visit_table).where(one_of(session, c.household_id, household_ids))
     )
     return result.all()
 
@@ -123,6 +115,6 @@ async def mark_folded(session: AsyncSession, household_ids: Collection[uuid.UUID
     if household_ids:
         await session.execute(
             update(visit_table)
-            .where(c.household_id.in_(list(household_ids)), c.fold_state == "pending")
+            .where(one_of(session, c.household_id, household_ids), c.fold_state == "pending")
             .values(fold_state="folded")
         )
