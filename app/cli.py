@@ -207,6 +207,21 @@ def users_assign(
     typer.echo(f"{name} is assigned to {', '.join(assigned)}")
 
 
+@users_cli.command("unassign")
+def users_unassign(
+    name: Annotated[str, typer.Argument(help="Username.", metavar="NAME")],
+    pcodes: Annotated[list[str], typer.Argument(help="Settlement P-codes to take away.")],
+) -> None:
+    """Take settlements away from an account; its phones drop them on their next pull."""
+
+    async def work(session: AsyncSession) -> list[str]:
+        user = await auth.get_user_by_username(session, name)
+        return await settlements.unassign(session, user.id, pcodes, username=name)
+
+    left = _in_transaction(work)
+    typer.echo(f"{name} is assigned to {', '.join(left) if left else 'no settlement'}")
+
+
 @devices_cli.command("list")
 def devices_list() -> None:
     """List registered phones."""

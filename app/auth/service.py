@@ -289,6 +289,13 @@ async def revoke_device(
     return _device_public(device, owner.username if owner else "")
 
 
+async def record_seen(session: AsyncSession, device_id: uuid.UUID, at: datetime) -> None:
+    """Note when a phone last called the server (a pull)."""
+    device = await repository.get_device(session, device_id)
+    if device is not None:
+        device.last_seen_at = at
+
+
 async def record_sync(
     session: AsyncSession, device_id: uuid.UUID, at: datetime, app_version: str | None
 ) -> None:

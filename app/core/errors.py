@@ -87,6 +87,14 @@ class MalformedBody(DomainError):
     status_code = 400
 
 
+class BadRequest(DomainError):
+    status_code = 400
+
+
+class Gone(DomainError):
+    status_code = 410
+
+
 class PayloadTooLarge(DomainError):
     status_code = 413
 

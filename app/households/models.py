@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Text
 from sqlmodel import Field, SQLModel
 
 from app.core.types import JSONDocument, UTCDateTime, utcnow
@@ -16,6 +16,10 @@ class Household(SQLModel, table=True):
     """One household in its current canonical state. `version` grows on every change."""
 
     __tablename__ = "household"
+    __table_args__ = (
+        Index("ix_household_feed", "feed_txid", "feed_seq"),
+        Index("ix_household_settlement_feed", "settlement_pcode", "feed_txid", "feed_seq"),
+    )
 
     id: uuid.UUID = Field(primary_key=True)
     settlement_pcode: str = Field(
@@ -53,6 +57,10 @@ class Household(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    #: The row's place in the pull feed, set by a database trigger on every write
+    #: (app/sync/feed.py): the writing transaction's id, then a sequence number.
+    feed_txid: int = Field(default=0, sa_type=BigInteger, nullable=False)
+    feed_seq: int = Field(default=0, sa_type=BigInteger, nullable=False)
 
 
 class HouseholdEdit(SQLModel, table=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, String
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
 from app.core.types import UTCDateTime, utcnow
@@ -21,6 +21,7 @@ class Settlement(SQLModel, table=True):
         CheckConstraint(
             "category IN (" + ", ".join(f"'{c}'" for c in CATEGORIES) + ")", name="category"
         ),
+        Index("ix_settlement_feed", "feed_txid", "feed_seq"),
     )
 
     pcode: str = Field(sa_column=Column(String(12), primary_key=True))
@@ -36,6 +37,9 @@ class Settlement(SQLModel, table=True):
     evacuation_ordered: bool = False
     evacuation_ordered_on: date | None = None
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    #: The row's place in the pull feed, set by a database trigger (app/sync/feed.py).
+    feed_txid: int = Field(default=0, sa_type=BigInteger, nullable=False)
+    feed_seq: int = Field(default=0, sa_type=BigInteger, nullable=False)
 
 
 class SettlementAssignment(SQLModel, table=True):

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -68,3 +69,18 @@ async def add_assignments(session: AsyncSession, user_id: uuid.UUID, pcodes: Ite
     for pcode in pcodes:
         session.add(SettlementAssignment(user_id=user_id, settlement_pcode=pcode))
     await session.flush()
+
+
+async def remove_assignments(
+    session: AsyncSession, user_id: uuid.UUID, pcodes: Iterable[str]
+) -> None:
+    await session.execute(
+        delete(SettlementAssignment).where(
+            col(SettlementAssignment.user_id) == user_id,
+            col(SettlementAssignment.settlement_pcode).in_(list(pcodes)),
+        )
+    )
+
+
+async def all_pcodes(session: AsyncSession) -> set[str]:
+    return set((await session.execute(select(Settlement.pcode))).scalars())

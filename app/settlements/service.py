@@ -150,6 +150,40 @@ async def assign(
     return after
 
 
+async def unassign(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    pcodes: Sequence[str],
+    *,
+    username: str,
+    actor: str = "cli",
+) -> list[str]:
+    """Take settlements away from a user; the user's phones are told to drop them on their
+    next pull. Returns what stays assigned."""
+    before = await repository.assigned_pcodes(session, user_id)
+    gone = sorted(set(pcodes) & set(before))
+    not_assigned = sorted(set(pcodes) - set(before))
+    if not_assigned:
+        raise NotFound(f"Not assigned to {username}: {', '.join(not_assigned)}.")
+    await repository.remove_assignments(session, user_id, gone)
+    after = sorted(set(before) - set(gone))
+    if gone:
+        await audit.record(
+            session,
+            action="user.unassign",
+            entity_type="user",
+            entity_id=user_id,
+            actor_username=actor,
+            before={"username": username, "settlements": before},
+            after={"username": username, "settlements": after},
+        )
+    return after
+
+
+async def all_pcodes(session: AsyncSession) -> set[str]:
+    return await repository.all_pcodes(session)
+
+
 async def existing_pcodes(session: AsyncSession, pcodes: Collection[str]) -> set[str]:
     """Which of these P-codes name a known settlement."""
     return await repository.existing_pcodes(session, pcodes)

@@ -1,11 +1,12 @@
-"""The sync batch journal: what each batch was and what the server answered."""
+"""The sync batch journal (what each batch was and what the server answered), and what
+the pull feed keeps besides the rows themselves: tombstones and how far it was pruned."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, LargeBinary
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 from app.core.types import UTCDateTime, utcnow
@@ -30,3 +31,40 @@ class SyncBatch(SQLModel, table=True):
     clock_offset_seconds: float = 0.0
     item_count: int = 0
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Tombstone(SQLModel, table=True):
+    """A household phones must drop: merged into another, moved to another settlement, or
+    deleted. Filed under the settlement the phones held it in."""
+
+    __tablename__ = "tombstone"
+    __table_args__ = (
+        Index("ix_tombstone_feed", "feed_txid", "feed_seq"),
+        Index("ix_tombstone_settlement_feed", "settlement_pcode", "feed_txid", "feed_seq"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    household_id: uuid.UUID
+    settlement_pcode: str = Field(
+        sa_column=Column(String(12), ForeignKey("settlement.pcode"), nullable=False)
+    )
+    #: merged, moved or deleted.
+    reason: str = Field(max_length=16)
+    merged_into: uuid.UUID | None = None
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True
+    )
+    feed_txid: int = Field(default=0, sa_type=BigInteger, nullable=False)
+    feed_seq: int = Field(default=0, sa_type=BigInteger, nullable=False)
+
+
+class FeedState(SQLModel, table=True):
+    """One row: the feed position tombstones were pruned through (older cursors get 410),
+    and on SQLite the last sequence number handed out."""
+
+    __tablename__ = "feed_state"
+
+    id: int = Field(default=1, primary_key=True)
+    pruned_txid: int = Field(default=0, sa_type=BigInteger, nullable=False)
+    pruned_seq: int = Field(default=0, sa_type=BigInteger, nullable=False)
+    last_seq: int = Field(default=0, sa_type=BigInteger, nullable=False)

@@ -1,11 +1,12 @@
-"""The phones' endpoints: push a batch of visits and household edits."""
+"""The phones' endpoints: push a batch of visits and household edits, pull the changes."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app.auth import service as auth
 from app.auth.deps import require_roles
 from app.auth.models import Role
 from app.auth.service import Principal
@@ -13,8 +14,8 @@ from app.core.body import read_body
 from app.core.deps import SessionDep, SettingsDep
 from app.core.openapi import errors
 from app.core.types import utcnow
-from app.sync import service
-from app.sync.schemas import PushResponse
+from app.sync import feed, service
+from app.sync.schemas import PullResponse, PushResponse
 
 router = APIRouter()
 
@@ -50,4 +51,33 @@ async def push(
     received_at = utcnow()
     body = await read_body(request, settings.batch_max_bytes)
     answer = await service.push(session, settings, principal, body, received_at)
+    return Response(content=answer, media_type="application/json")
+
+
+@router.get(
+    "/pull",
+    operation_id="sync:pull",
+    summary="Download what changed in your settlements since your cursor (phones)",
+    response_model=PullResponse,
+    responses=errors(400, 401, 403, 410, 422, 503),
+    description="Pull from no cursor to get everything, then from the cursor each page "
+    "returns until `has_more` is false. Households come in their current state, once per "
+    "page; `tombstones` name households to drop (merged, moved away) and settlements no "
+    "longer assigned to you (drop them with their households). A cursor is opaque and "
+    "signed: a changed one is 400, and one older than the server keeps is 410 (pull again "
+    "without a cursor). Send `Accept-Encoding: gzip`. See docs/PROTOCOL.md.",
+)
+async def pull(
+    principal: PhoneUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=20_000, description="The cursor of the last page; none to start."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=5000, description="At most this many changes.")] = 500,
+) -> Response:
+    answer = await feed.pull(session, settings, principal, cursor, limit)
+    if principal.device_id is not None:
+        await auth.record_seen(session, principal.device_id, utcnow())
     return Response(content=answer, media_type="application/json")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,3 +69,69 @@ class PushResponse(BaseModel):
         description="How far the phone's clock was behind (positive) or ahead (negative)."
     )
     results: list[ItemResult]
+
+
+class PulledLocation(BaseModel):
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+
+
+class PulledHousehold(BaseModel):
+    """A household as phones hold it: its canonical state."""
+
+    id: uuid.UUID
+    settlement: str
+    version: int
+    address: str
+    location: PulledLocation | None
+    head_name: str
+    phone: str
+    members: int | None
+    members_elderly: int | None
+    members_children: int | None
+    members_disabled: int | None
+    notes: str
+    decision: str | None
+    reasons: list[str] = Field(
+        description="Sensitive reasons are sent to supervisors only (see /api/v1/codes)."
+    )
+    needs: list[str]
+    planned_departure: date | None
+    last_outcome: str | None
+    last_visit_at: datetime | None
+    updated_at: datetime
+
+
+class PulledSettlement(BaseModel):
+    pcode: str
+    name_uk: str
+    name_en: str
+    category: str
+    hromada_pcode: str
+    hromada_uk: str
+    hromada_en: str
+    raion_pcode: str
+    oblast_pcode: str
+    evacuation_ordered: bool
+    evacuation_ordered_on: date | None
+
+
+class Tombstone(BaseModel):
+    kind: Literal["household", "settlement"]
+    id: str = Field(description="The household id, or the settlement's P-code.")
+    reason: Literal["merged", "moved", "deleted", "unassigned"]
+    merged_into: uuid.UUID | None = Field(
+        default=None, description="For a merged household, the household that absorbed it."
+    )
+
+
+class PullResponse(BaseModel):
+    households: list[PulledHousehold]
+    settlements: list[PulledSettlement]
+    tombstones: list[Tombstone] = Field(
+        description="Drop these. A settlement tombstone drops the settlement and every "
+        "household in it."
+    )
+    cursor: str = Field(description="Send it back as `cursor` on the next pull.")
+    has_more: bool
