@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -32,10 +33,12 @@ users_cli = typer.Typer(help="Create, list and assign user accounts.", no_args_i
 devices_cli = typer.Typer(help="List and revoke field workers' phones.", no_args_is_help=True)
 demo_cli = typer.Typer(help="Synthetic demo data.", no_args_is_help=True)
 settlements_cli = typer.Typer(help="Settlement reference data.", no_args_is_help=True)
+feed_cli = typer.Typer(help="The change feed phones pull.", no_args_is_help=True)
 cli.add_typer(users_cli, name="users")
 cli.add_typer(devices_cli, name="devices")
 cli.add_typer(demo_cli, name="demo")
 cli.add_typer(settlements_cli, name="settlements")
+cli.add_typer(feed_cli, name="feed")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -286,6 +289,22 @@ def settlements_import(
         raise _fail(f"{file} is not UTF-8 text") from None
     count = _in_transaction(lambda s: settlements.import_settlements(s, text))
     typer.echo(f"imported {count} settlements from {file}")
+
+
+@feed_cli.command("prune")
+def feed_prune(
+    days: Annotated[
+        int, typer.Option(min=1, help="Keep tombstones filed in the last this many days.")
+    ] = 180,
+) -> None:
+    """Delete old tombstones. Phones whose cursor is older than the newest one deleted are
+    told (410) to pull again from the start."""
+    from app.core.types import utcnow
+    from app.sync import feed
+
+    cutoff = utcnow() - timedelta(days=days)
+    count = _in_transaction(lambda s: feed.prune_tombstones(s, cutoff))
+    typer.echo(f"deleted {count} tombstones filed before {cutoff.isoformat(timespec='seconds')}")
 
 
 def main() -> None:

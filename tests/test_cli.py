@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,15 @@ from sqlmodel import col, select
 
 from app.auth.models import User
 from app.core.db import create_engine, create_sessionmaker
+from app.core.types import utcnow
 from app.demo import DEMO_ACCOUNTS, ORDER_COUNT, SYNTHETIC_LABEL
 from app.households.models import Household
 from app.settlements.models import Settlement, SettlementAssignment
 from app.settlements.service import BUNDLED_SETTLEMENTS
+from app.sync.models import FeedState, Tombstone
 from tests.conftest import make_settings
 from tests.databases import clear_tables
+from tests.factories import make_settlement
 
 
 def fieldsync(
@@ -74,6 +79,13 @@ async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) 
         )
     ).scalars()
     assert sorted(pcodes) == ["UA6308001001", "UA6308001002", "UA6308001003"]
+
+    unassigned = fieldsync(database_url, "users", "unassign", "olena", "UA6308001003")
+    assert unassigned.returncode == 0, unassigned.stderr
+    assert "olena is assigned to UA6308001001, UA6308001002" in unassigned.stdout
+    not_assigned = fieldsync(database_url, "users", "unassign", "olena", "UA6308001009")
+    assert not_assigned.returncode == 1
+    assert "Not assigned to olena: UA6308001009" in not_assigned.stderr
 
     listed = fieldsync(database_url, "users", "list")
     assert any(line.split()[:2] == ["olena", "supervisor"] for line in listed.stdout.splitlines())
@@ -152,3 +164,28 @@ def test_serve_refuses_the_default_key_in_production(database_url: str) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "FIELDSYNC_SECRET_KEY" in result.stderr
+
+
+async def test_feed_prune_deletes_old_tombstones_and_raises_the_mark(
+    database_url: str, db: AsyncSession
+) -> None:
+    await make_settlement(db, "UA6308013001")
+    old, recent = utcnow() - timedelta(days=200), utcnow() - timedelta(days=2)
+    for filed in (old, recent):
+        db.add(
+            Tombstone(
+                household_id=uuid.uuid4(),
+                settlement_pcode="UA6308013001",
+                reason="moved",
+                created_at=filed,
+            )
+        )
+    await db.commit()
+
+    pruned = fieldsync(database_url, "feed", "prune", "--days", "180")
+    assert pruned.returncode == 0, pruned.stderr
+    assert pruned.stdout.startswith("deleted 1 tombstones filed before ")
+    kept = (await db.execute(select(Tombstone.created_at))).scalars().all()
+    assert kept == [recent]
+    state = (await db.execute(select(FeedState))).scalar_one()
+    assert (state.pruned_txid, state.pruned_seq) > (0, 0)

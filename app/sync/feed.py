@@ -10,13 +10,20 @@ SQLite `feed_txid` is 0 and `feed_seq` comes from a counter row.
 transaction commits: a naive `seq > cursor` pull can read a higher number whose
 transaction committed first, move its cursor past it, and never see a lower number that
 commits later. So a pull on PostgreSQL only hands out rows whose transaction id is below
-`pg_snapshot_xmin(pg_current_snapshot())`: every transaction with a smaller id has
-already ended, and no new one can take such an id. That part of the feed is final, and
-ordering by `(txid, seq)` inside it can never be overtaken. A cursor that has seen
-everything below the horizon moves up to it. A long write transaction holds the horizon
-back (its rows and every later one wait); it never loses a change. SQLite runs one writer
-at a time, so its numbers are committed in the order they are handed out: there the
-horizon is just past the last number handed out when the pull starts.
+the horizon: the oldest transaction still in flight that may write to this database
+(`pg_snapshot_xip(pg_current_snapshot())`, leaving out those pg_stat_activity places in
+another database of the cluster), else the next id to be handed out. Every transaction
+below the horizon has ended and no new one can take such an id, so that part of the feed
+is final, and ordering by `(txid, seq)` inside it is never overtaken. A cursor that has
+seen everything below the horizon moves up to it. A write transaction that stays open
+holds back the changes of transactions that started writing after it (they come on a
+later pull); it never loses one. SQLite runs one writer at a time, so its numbers are
+committed in the order they are handed out: there the horizon is just past the last
+number handed out when the pull starts.
+
+**Tombstones** are sent only for households no longer in the stream's settlements (or
+merged): transaction-id order is not commit order, so a move's tombstone can come after
+the row of a later move back, and the row is the truth.
 
 **Scope.** The cursor carries the settlements it was issued for. A settlement taken away
 comes down as a settlement tombstone (drop it and its households). A settlement added is
@@ -58,7 +65,8 @@ Key = tuple[int, int]
 START: Key = (0, 0)
 ALL = "*"
 
-_h = Household.__table__.c  # type: ignore[attr-defined]
+_household = Household.__table__  # type: ignore[attr-defined]
+_h = _household.c
 _s = Settlement.__table__.c  # type: ignore[attr-defined]
 _t = Tombstone.__table__.c  # type: ignore[attr-defined]
 _state = FeedState.__table__  # type: ignore[attr-defined]
@@ -173,13 +181,37 @@ def decode_cursor(settings: Settings, value: str, user_id: uuid.UUID) -> Cursor:
 # --- positions -------------------------------------------------------------------------
 
 
+#: The oldest transaction still in flight that may write to this database, else the
+#: first id not yet handed out. A transaction in flight is left out only when
+#: pg_stat_activity shows it belongs to another database of the cluster (an xid is
+#: matched on its low 32 bits, as backend_xid has them): its rows can never be ours,
+#: and a long transaction there must not hold back this feed. One it cannot place
+#: (another role's session, a prepared transaction) counts, which is safe: it can
+#: only delay a change, never skip one.
+_PG_HORIZON = text(
+    """
+    SELECT coalesce(
+        (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
+         WHERE NOT EXISTS (
+             SELECT 1 FROM pg_stat_activity AS a
+             WHERE a.datid IS NOT NULL
+               AND a.datname IS DISTINCT FROM current_database()
+               AND a.backend_xid IS NOT NULL
+               AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)),
+        pg_snapshot_xmax(snap.s)
+    )::text
+    FROM (SELECT pg_current_snapshot() AS s) AS snap
+    """
+)
+
+
 async def horizon(session: AsyncSession) -> Key:
     """The feed key below which the feed is final: no row with a smaller key can still
     be written or committed. Read before the rows, so every row below it is visible."""
     if session.get_bind().dialect.name != "postgresql":
         last = (await session.execute(select(_state.c.last_seq))).scalar_one()
         return (0, last + 1)
-    result = await session.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text"))
+    result = await session.execute(_PG_HORIZON)
     return (int(result.scalar_one()), 0)
 
 
@@ -284,11 +316,26 @@ async def _read(
     if with_tombstones:
         tombstones = _within(
             session,
-            select(_t.household_id, _t.reason, _t.merged_into, _t.feed_txid, _t.feed_seq),
+            select(
+                _t.household_id, _t.reason, _t.merged_into, _t.feed_txid, _t.feed_seq,
+                _h.settlement_pcode.label("now_in"), _h.merged_into.label("now_merged_into"),
+            ).outerjoin(_household, _h.id == _t.household_id),
             _t, _t.settlement_pcode, w,
         )  # fmt: skip
         for row in (await session.execute(tombstones)).mappings():
-            entries.append(((row["feed_txid"], row["feed_seq"]), "tombstone", dict(row)))
+            # Feed order is transaction-id order, not commit order: a household can move
+            # back into the stream's settlements in a transaction with a lower id than the
+            # move's tombstone. Its row is the truth, so a tombstone for a household that
+            # is now in the stream's settlements is not sent: the phone holds it, or gets
+            # its row.
+            now_in = row["now_in"]
+            held = (
+                now_in is not None
+                and row["now_merged_into"] is None
+                and (stream.pcodes is None or now_in in stream.pcodes)
+            )
+            kind = "obsolete" if held else "tombstone"
+            entries.append(((row["feed_txid"], row["feed_seq"]), kind, dict(row)))
     entries.sort(key=lambda entry: entry[0])
     return entries[:limit]
 
@@ -310,6 +357,8 @@ def _household_out(row: dict[str, Any], role: Role) -> dict[str, Any]:
 
 def _add(page: Page, entries: Sequence[tuple[Key, str, dict[str, Any]]], role: Role) -> None:
     for _, kind, row in entries:
+        if kind == "obsolete":
+            continue
         if kind == "settlement":
             page.settlements.append({n: row[n] for n in SETTLEMENT_COLUMNS})
         elif kind == "tombstone":
@@ -414,9 +463,6 @@ async def pull(
         if not has_more:  # everything below the horizon is on the phone
             cursor.main.at = max(cursor.main.at, (end[0], end[1] - 1))
         _add(page, entries, principal.role)
-    # A household that came back into scope after its tombstone: its state is the newer.
-    listed = {h["id"] for h in page.households}
-    page.tombstones = [t for t in page.tombstones if t["id"] not in listed]
     return orjson.dumps(
         {
             "households": page.households,

@@ -501,8 +501,8 @@ async def _fold(
             locked[hid], incremental[hid], from_scratch=False
         ):
             changed.append(locked[hid])
-    await households.save_folded(session, changed)
-    # Phones that hold a household under the settlement it left must drop it there.
+    # Phones that hold a household under the settlement it left must drop it there. The
+    # tombstone goes first, so it comes before the household's new state in the feed.
     await feed.add_tombstones(
         session,
         [
@@ -511,6 +511,7 @@ async def _fold(
             if r["settlement_pcode"] != settled[r["id"]] and r["id"] not in created
         ],
     )
+    await households.save_folded(session, changed)
     # Visits that waited for the new households are folded now. No other transaction can
     # add visits to these households meanwhile: serialize_writers holds them.
     await visits.mark_folded(session, created)

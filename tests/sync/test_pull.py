@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -22,6 +23,8 @@ from app.core.types import utcnow
 from app.households.models import Household
 from app.settlements import service as settlements
 from app.sync import feed
+from app.sync.models import Tombstone
+from tests.databases import PG_ADMIN_DSN
 from tests.factories import assert_problem, make_settlement, read_fresh
 from tests.sync.helpers import Phone, household, make_phone, now, push, visit
 
@@ -225,6 +228,35 @@ async def test_a_household_that_moves_away_comes_as_a_tombstone(
     assert [t for p in pages for t in p["tombstones"]] == []
 
 
+def replay(replica: dict[str, dict[str, Any]], pages: list[dict[str, Any]]) -> None:
+    """Apply pages as a phone does: each page's tombstones, then its households."""
+    for page in pages:
+        for tombstone in page["tombstones"]:
+            if tombstone["kind"] == "settlement":
+                for hid in [h for h, v in replica.items() if v["settlement"] == tombstone["id"]]:
+                    del replica[hid]
+            else:
+                replica.pop(tombstone["id"], None)
+        for item in page["households"]:
+            replica[item["id"]] = item
+
+
+async def test_a_move_between_two_held_settlements_keeps_the_household_on_any_page_split(
+    client: httpx.AsyncClient, session: AsyncSession, places: list[str]
+) -> None:
+    phone = await make_phone(client, session, settlements=[A, B])
+    [hid] = await add_households(client, phone, A, 1)
+    replica: dict[str, dict[str, Any]] = {}
+    pages, cursor = await pull_all(client, phone)
+    replay(replica, pages)
+    moved = household(uuid.UUID(hid), settlement=B, observed_at=now(), base_version=1)
+    await push(client, phone, phone.batch(households=[moved]))
+
+    pages, _ = await pull_all(client, phone, cursor, limit=1)  # one change a page
+    replay(replica, pages)
+    assert [(h["id"], h["settlement"]) for h in replica.values()] == [(hid, B)]
+
+
 async def test_sensitive_reasons_reach_supervisors_only(
     client: httpx.AsyncClient, session: AsyncSession, phone: Phone
 ) -> None:
@@ -405,3 +437,66 @@ async def test_a_change_committed_late_under_a_lower_number_is_not_skipped(
     assert seen == {first: "повільна", second: "швидка"}
     # While the slow writer was open, nothing past its number was handed out.
     assert household_ids(during) == []
+
+
+async def test_a_transaction_open_in_another_database_does_not_hold_the_feed_back(
+    client: httpx.AsyncClient, phone: Phone, backend: str
+) -> None:
+    """The horizon is this database's oldest writer in flight: a long transaction of
+    another database on the same server (another service, a migration, autovacuum's
+    analyze) must not stop phones from getting changes."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has no other databases sharing its writers")
+    [hid] = await add_households(client, phone, A, 1)
+    _, cursor = await pull_all(client, phone)
+    elsewhere = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        open_transaction = elsewhere.transaction()
+        await open_transaction.start()
+        await elsewhere.fetchval("SELECT pg_current_xact_id()")  # holds a transaction id
+        await push(client, phone, phone.batch(visits=[visit(hid, decision="leave", reasons=[])]))
+
+        pages, _ = await pull_all(client, phone, cursor)
+        assert [h["decision"] for p in pages for h in p["households"]] == ["leave"]
+        await open_transaction.rollback()
+    finally:
+        await elsewhere.close()
+
+
+async def test_a_move_back_committed_under_a_lower_transaction_id_keeps_the_household(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone, backend: str
+) -> None:
+    """Feed order is transaction-id order, not commit order. Transaction X starts first;
+    Y moves the household from A to B (leaving a tombstone in A) and commits; X then moves
+    it back to A and commits. X's row comes before Y's tombstone in the feed, and the
+    household, in A, must stay on the phone."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: a second writer cannot commit first")
+    household_id, other_id = await add_households(client, phone, A, 2)
+    replica: dict[str, dict[str, Any]] = {}
+    pages, cursor = await pull_all(client, phone)
+    replay(replica, pages)
+
+    def move(to: str) -> Any:
+        return (
+            update(Household)
+            .where(col(Household.id) == uuid.UUID(household_id))
+            .values(settlement_pcode=to)
+        )
+
+    engine = session.bind
+    async with engine.connect() as x, engine.connect() as y:  # type: ignore[union-attr]
+        await x.execute(_set_address(other_id, "вул. Перша, 1"))  # X takes its id first
+        await y.execute(move(B))
+        await y.execute(
+            Tombstone.__table__.insert(),  # type: ignore[attr-defined]
+            {"household_id": uuid.UUID(household_id), "settlement_pcode": A, "reason": "moved"},
+        )
+        await y.commit()
+        await x.execute(move(A))
+        await x.commit()
+
+    pages, _ = await pull_all(client, phone, cursor, limit=1)
+    replay(replica, pages)
+    assert sorted(replica) == sorted([household_id, other_id])
+    assert replica[household_id]["settlement"] == A
