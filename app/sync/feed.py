@@ -10,14 +10,15 @@ SQLite `feed_txid` is 0 and `feed_seq` comes from a counter row.
 transaction commits: a naive `seq > cursor` pull can read a higher number whose
 transaction committed first, move its cursor past it, and never see a lower number that
 commits later. So a pull on PostgreSQL only hands out rows whose transaction id is below
-the horizon: the oldest transaction still in flight that may write to this database
-(`pg_snapshot_xip(pg_current_snapshot())`, leaving out those pg_stat_activity places in
-another database of the cluster), else the next id to be handed out. Every transaction
-below the horizon has ended and no new one can take such an id, so that part of the feed
-is final, and ordering by `(txid, seq)` inside it is never overtaken. A cursor that has
-seen everything below the horizon moves up to it. A write transaction that stays open
-holds back the changes of transactions that started writing after it (they come on a
-later pull); it never loses one. SQLite runs one writer at a time, so its numbers are
+a horizon. It takes a snapshot, waits (up to 2 s) for the write transactions of this
+database in flight in it (`pg_snapshot_xip`, leaving out those pg_stat_activity places
+in another database of the cluster), and then uses the snapshot's xmax: every
+transaction below it has ended and no new one can take such an id, so that part of the
+feed is final, ordering by `(txid, seq)` inside it is never overtaken, and it holds every
+change committed before the pull began. A cursor that has seen everything below the
+horizon moves up to it. A write still open after the wait moves the horizon down to it:
+its changes, and those of transactions that started writing after it, come on a later
+pull; none is lost. SQLite runs one writer at a time, so its numbers are
 committed in the order they are handed out: there the horizon is just past the last
 number handed out when the pull starts.
 
@@ -37,12 +38,14 @@ retention are pruned; a cursor from before the prune mark is 410.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -99,6 +102,8 @@ class Cursor:
     main: Stream
     #: Settlements added since the main stream started, caught up to `main.at`.
     catchup: Stream | None = None
+    #: Issued with `has_more`: the next page continues a pull already begun.
+    more: bool = False
 
     def held(self) -> frozenset[str] | None:
         if self.main.pcodes is None:
@@ -132,6 +137,8 @@ def encode_cursor(settings: Settings, cursor: Cursor) -> str:
     document: dict[str, Any] = {"v": 1, "u": cursor.user_id.hex, "m": _stream_doc(cursor.main)}
     if cursor.catchup is not None:
         document["c"] = _stream_doc(cursor.catchup)
+    if cursor.more:
+        document["more"] = True
     payload = orjson.dumps(document)
     tag = hmac.new(_key(settings), payload, hashlib.sha256).digest()[:16]
     return f"{_b64(payload)}.{_b64(tag)}"
@@ -171,48 +178,71 @@ def decode_cursor(settings: Settings, value: str, user_id: uuid.UUID) -> Cursor:
         owner = uuid.UUID(hex=document["u"])
         main = _read_stream(document["m"])
         catchup = _read_stream(document["c"]) if "c" in document else None
+        more = document.get("more", False)
+        if type(more) is not bool:
+            raise ValueError("more")
     except (ValueError, KeyError, TypeError):
         raise _bad_cursor("is signed but cannot be read") from None
     if owner != user_id:
         raise _bad_cursor("was issued to another account")
-    return Cursor(owner, main, catchup)
+    return Cursor(owner, main, catchup, more)
 
 
 # --- positions -------------------------------------------------------------------------
 
 
-#: The oldest transaction still in flight that may write to this database, else the
-#: first id not yet handed out. A transaction in flight is left out only when
-#: pg_stat_activity shows it belongs to another database of the cluster (an xid is
-#: matched on its low 32 bits, as backend_xid has them): its rows can never be ours,
-#: and a long transaction there must not hold back this feed. One it cannot place
-#: (another role's session, a prepared transaction) counts, which is safe: it can
-#: only delay a change, never skip one.
-_PG_HORIZON = text(
+#: The transactions in flight that may write to this database, and the first id not yet
+#: handed out. One in flight is left out only when pg_stat_activity shows it belongs to
+#: another database of the cluster (an xid is matched on its low 32 bits, as backend_xid
+#: has them): its rows can never be ours. One it cannot place (another role's session, a
+#: prepared transaction) counts, which is safe: it can only delay a change.
+_PG_SNAPSHOT = text(
     """
-    SELECT coalesce(
-        (SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x
-         WHERE NOT EXISTS (
-             SELECT 1 FROM pg_stat_activity AS a
-             WHERE a.datid IS NOT NULL
-               AND a.datname IS DISTINCT FROM current_database()
-               AND a.backend_xid IS NOT NULL
-               AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)),
-        pg_snapshot_xmax(snap.s)
-    )::text
+    SELECT
+        ARRAY(
+            SELECT x::text FROM pg_snapshot_xip(snap.s) AS x
+            WHERE NOT EXISTS (
+                SELECT 1 FROM pg_stat_activity AS a
+                WHERE a.datid IS NOT NULL
+                  AND a.datname IS DISTINCT FROM current_database()
+                  AND a.backend_xid IS NOT NULL
+                  AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)
+        ),
+        pg_snapshot_xmax(snap.s)::text
     FROM (SELECT pg_current_snapshot() AS s) AS snap
     """
 )
+_PG_STILL_IN_FLIGHT = text(
+    "SELECT x FROM unnest(CAST(:xids AS text[])) AS x "
+    "WHERE pg_xact_status(CAST(x AS xid8)) = 'in progress'"
+)
+#: How long a pull waits for the writes in flight when it began. A push takes tens of
+#: milliseconds; a longer transaction (an import, say) only delays its own changes and
+#: the ones after it to a later pull.
+WAIT_FOR_WRITERS_SECONDS = 2.0
+_POLL_SECONDS = 0.005
 
 
-async def horizon(session: AsyncSession) -> Key:
-    """The feed key below which the feed is final: no row with a smaller key can still
-    be written or committed. Read before the rows, so every row below it is visible."""
+async def horizon(session: AsyncSession, wait: float = WAIT_FOR_WRITERS_SECONDS) -> Key:
+    """The feed key below which the feed is final and visible: no row with a smaller key
+    can still be written or committed. Read before the rows.
+
+    On PostgreSQL it first waits, up to `wait` seconds, for this database's write
+    transactions in flight at the start: then every change committed before the pull
+    began is below the horizon (guarantee 4)."""
     if session.get_bind().dialect.name != "postgresql":
         last = (await session.execute(select(_state.c.last_seq))).scalar_one()
         return (0, last + 1)
-    result = await session.execute(_PG_HORIZON)
-    return (int(result.scalar_one()), 0)
+    in_flight_text, xmax = (await session.execute(_PG_SNAPSHOT)).one()
+    in_flight = list(in_flight_text)
+    deadline = time.monotonic() + wait
+    while in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(_POLL_SECONDS)
+        result = await session.execute(_PG_STILL_IN_FLIGHT, {"xids": in_flight})
+        in_flight = list(result.scalars())
+    # Every transaction below the snapshot's xmax has ended but those still in flight,
+    # and every one that began since has a larger id.
+    return (min((int(x) for x in in_flight), default=int(xmax)), 0)
 
 
 async def pruned_through(session: AsyncSession) -> Key:
@@ -420,7 +450,6 @@ async def pull(
 ) -> bytes:
     """One page of the caller's feed after its cursor, with the cursor for the next."""
     scope = await _scope(session, principal)
-    end = await horizon(session)
     if cursor_text is None:
         cursor = Cursor(principal.user_id, Stream(START, scope))
     else:
@@ -430,6 +459,9 @@ async def pull(
                 "This cursor is older than what the server still keeps. "
                 "Pull again without a cursor to start from the beginning."
             )
+    # A pull's first page waits for the writes in flight; its later pages need not: any
+    # write in flight now began after the first page's snapshot.
+    end = await horizon(session, wait=0.0 if cursor.more else WAIT_FOR_WRITERS_SECONDS)
     page = Page()
     await _rescope(session, cursor, scope, page)
     room = limit
@@ -468,7 +500,7 @@ async def pull(
             "households": page.households,
             "settlements": page.settlements,
             "tombstones": page.tombstones,
-            "cursor": encode_cursor(settings, cursor),
+            "cursor": encode_cursor(settings, replace(cursor, more=has_more)),
             "has_more": has_more,
         },
         option=orjson.OPT_UTC_Z,
