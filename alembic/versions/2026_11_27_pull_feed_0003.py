@@ -31,6 +31,88 @@ END;
 $$
 """
 
+#: A household that leaves its settlement, is merged into another or is deleted leaves a
+#: tombstone under the settlement phones held it in, whichever code wrote it.
+PG_TOMBSTONE_FUNCTION = """
+CREATE FUNCTION household_tombstone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO tombstone (id, household_id, settlement_pcode, reason, merged_into, created_at)
+    VALUES (
+        gen_random_uuid(), OLD.id, OLD.settlement_pcode,
+        CASE WHEN TG_OP = 'DELETE' THEN 'deleted'
+             WHEN NEW.merged_into IS NOT NULL AND OLD.merged_into IS NULL THEN 'merged'
+             ELSE 'moved' END,
+        CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.merged_into END,
+        now()
+    );
+    RETURN NULL;
+END;
+$$
+"""
+
+_LEAVES = (
+    "OLD.settlement_pcode IS NOT NEW.settlement_pcode "
+    "OR (OLD.merged_into IS NULL AND NEW.merged_into IS NOT NULL)"
+)
+_SQLITE_NOW = (
+    "strftime('%Y-%m-%d %H:%M:%S', 'now') || substr(strftime('%f', 'now'), 3) || '000'"
+)
+
+
+def feed_triggers(dialect: str) -> list[str]:
+    """The statements that create the feed's triggers. On SQLite, a migration that
+    rebuilds one of these tables (batch_alter_table) drops its triggers: run these again
+    after it (tests/test_migrations.py checks they are there at head)."""
+    if dialect == 'postgresql':
+        stamps = [
+            f"CREATE TRIGGER {table}_feed BEFORE INSERT OR UPDATE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION feed_stamp()"
+            for table in FEED_TABLES
+        ]
+        return [
+            *stamps,
+            "CREATE TRIGGER household_tombstone_update AFTER UPDATE OF settlement_pcode, "
+            "merged_into ON household FOR EACH ROW WHEN ("
+            "OLD.settlement_pcode IS DISTINCT FROM NEW.settlement_pcode "
+            "OR (OLD.merged_into IS NULL AND NEW.merged_into IS NOT NULL)) "
+            "EXECUTE FUNCTION household_tombstone()",
+            "CREATE TRIGGER household_tombstone_delete AFTER DELETE ON household "
+            "FOR EACH ROW EXECUTE FUNCTION household_tombstone()",
+        ]
+    statements = []
+    for table, key in FEED_TABLES.items():
+        for event in ("INSERT", "UPDATE"):
+            # A trigger's own UPDATE does not fire it again (recursive_triggers is off).
+            statements.append(
+                f"CREATE TRIGGER {table}_feed_{event.lower()} AFTER {event} ON {table} "
+                "BEGIN "
+                "UPDATE feed_state SET last_seq = last_seq + 1 WHERE id = 1; "
+                f"UPDATE {table} SET feed_seq = (SELECT last_seq FROM feed_state WHERE id = 1) "
+                f"WHERE {key} = NEW.{key}; "
+                "END"
+            )
+    tombstone = (
+        "INSERT INTO tombstone (id, household_id, settlement_pcode, reason, merged_into, "
+        "created_at, feed_txid, feed_seq) VALUES (lower(hex(randomblob(16))), OLD.id, "
+        "OLD.settlement_pcode, {reason}, {merged_into}, " + _SQLITE_NOW + ", 0, 0); "
+    )
+    merged_or_moved = (
+        "CASE WHEN OLD.merged_into IS NULL AND NEW.merged_into IS NOT NULL "
+        "THEN 'merged' ELSE 'moved' END"
+    )
+    statements.append(
+        "CREATE TRIGGER household_tombstone_update AFTER UPDATE OF settlement_pcode, "
+        f"merged_into ON household WHEN {_LEAVES} BEGIN "
+        + tombstone.format(reason=merged_or_moved, merged_into="NEW.merged_into")
+        + "END"
+    )
+    statements.append(
+        "CREATE TRIGGER household_tombstone_delete AFTER DELETE ON household BEGIN "
+        + tombstone.format(reason="'deleted'", merged_into="NULL")
+        + "END"
+    )
+    return statements
+
 
 def upgrade() -> None:
     op.create_table('feed_state',
@@ -76,25 +158,12 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         op.execute("CREATE SEQUENCE feed_seq AS bigint")
         op.execute(PG_STAMP_FUNCTION)
-        for table in FEED_TABLES:
-            op.execute(
-                f"CREATE TRIGGER {table}_feed BEFORE INSERT OR UPDATE ON {table} "
-                "FOR EACH ROW EXECUTE FUNCTION feed_stamp()"
-            )
-    else:
-        for table, key in FEED_TABLES.items():
-            for event, when in (("INSERT", ""), ("UPDATE", "WHEN NEW.feed_seq IS OLD.feed_seq")):
-                op.execute(
-                    f"CREATE TRIGGER {table}_feed_{event.lower()} AFTER {event} ON {table} {when} "
-                    "BEGIN "
-                    "UPDATE feed_state SET last_seq = last_seq + 1 WHERE id = 1; "
-                    f"UPDATE {table} SET feed_seq = (SELECT last_seq FROM feed_state WHERE id = 1) "
-                    f"WHERE {key} = NEW.{key}; "
-                    "END"
-                )
+        op.execute(PG_TOMBSTONE_FUNCTION)
+    for statement in feed_triggers(op.get_bind().dialect.name):
+        op.execute(statement)
     # Rows already stored enter the feed.
-    for table, key in FEED_TABLES.items():
-        op.execute(f"UPDATE {table} SET {key} = {key}")
+    for table in FEED_TABLES:
+        op.execute(f"UPDATE {table} SET feed_seq = feed_seq")  # noqa: S608
 
 
 def downgrade() -> None:
@@ -103,10 +172,15 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER {table}_feed ON {table}")
         op.execute("DROP FUNCTION feed_stamp()")
         op.execute("DROP SEQUENCE feed_seq")
+        op.execute("DROP TRIGGER household_tombstone_update ON household")
+        op.execute("DROP TRIGGER household_tombstone_delete ON household")
+        op.execute("DROP FUNCTION household_tombstone()")
     else:
         for table in FEED_TABLES:
-            op.execute(f"DROP TRIGGER {table}_feed_insert")
-            op.execute(f"DROP TRIGGER {table}_feed_update")
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_feed_insert")
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_feed_update")
+        op.execute("DROP TRIGGER IF EXISTS household_tombstone_update")
+        op.execute("DROP TRIGGER IF EXISTS household_tombstone_delete")
     with op.batch_alter_table('settlement', schema=None) as batch_op:
         batch_op.drop_index('ix_settlement_feed')
         batch_op.drop_column('feed_seq')

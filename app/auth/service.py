@@ -289,10 +289,16 @@ async def revoke_device(
     return _device_public(device, owner.username if owner else "")
 
 
+#: A device's last-seen time is rewritten at most this often: a pull then writes nothing.
+SEEN_RESOLUTION = timedelta(minutes=1)
+
+
 async def record_seen(session: AsyncSession, device_id: uuid.UUID, at: datetime) -> None:
-    """Note when a phone last called the server (a pull)."""
+    """Note when a phone last called the server (a pull), to the minute."""
     device = await repository.get_device(session, device_id)
-    if device is not None:
+    if device is not None and (
+        device.last_seen_at is None or at - device.last_seen_at >= SEEN_RESOLUTION
+    ):
         device.last_seen_at = at
 
 

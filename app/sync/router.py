@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from app.auth import service as auth
 from app.auth.deps import require_roles
 from app.auth.models import Role
 from app.auth.service import Principal
@@ -73,11 +72,9 @@ async def pull(
     settings: SettingsDep,
     cursor: Annotated[
         str | None,
-        Query(max_length=20_000, description="The cursor of the last page; none to start."),
+        Query(description="The cursor of the last page; none to start."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=5000, description="At most this many changes.")] = 500,
 ) -> Response:
     answer = await feed.pull(session, settings, principal, cursor, limit)
-    if principal.device_id is not None:
-        await auth.record_seen(session, principal.device_id, utcnow())
     return Response(content=answer, media_type="application/json")

@@ -40,7 +40,7 @@ from app.households.fold import FoldState, Observation
 from app.households.schemas import HouseholdIn
 from app.households.service import Record
 from app.settlements import service as settlements
-from app.sync import feed, repository
+from app.sync import repository
 from app.sync.clock import EARLIEST, ClockCorrection
 from app.sync.schemas import PushEnvelope
 from app.visits import service as visits
@@ -491,7 +491,6 @@ async def _fold(
         if hid in folded_here and item.data.id not in corrected:
             incremental[hid].append(visits.observation(item.row))
     full = await households.observations_for(session, from_scratch) if from_scratch else {}
-    settled = {hid: locked[hid]["settlement_pcode"] for hid in folded_here}
     changed = []
     for hid in sorted(folded_here):
         if hid in from_scratch:
@@ -501,16 +500,7 @@ async def _fold(
             locked[hid], incremental[hid], from_scratch=False
         ):
             changed.append(locked[hid])
-    # Phones that hold a household under the settlement it left must drop it there. The
-    # tombstone goes first, so it comes before the household's new state in the feed.
-    await feed.add_tombstones(
-        session,
-        [
-            {"household_id": r["id"], "settlement_pcode": settled[r["id"]], "reason": "moved"}
-            for r in changed
-            if r["settlement_pcode"] != settled[r["id"]] and r["id"] not in created
-        ],
-    )
+    # A household that changes settlement leaves a tombstone in the old one (a trigger).
     await households.save_folded(session, changed)
     # Visits that waited for the new households are folded now. No other transaction can
     # add visits to these households meanwhile: serialize_writers holds them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,18 +15,18 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.auth.models import Device, Role
+from app.auth.models import Device, Role, User
 from app.core.types import utcnow
 from app.households.models import Household
 from app.settlements import service as settlements
+from app.sync import cursor as cursors
 from app.sync import feed
-from app.sync.models import Tombstone
 from tests.databases import PG_ADMIN_DSN
-from tests.factories import assert_problem, make_settlement, read_fresh
+from tests.factories import assert_problem, make_settlement, read_fresh, tokens_for
 from tests.sync.helpers import Phone, household, make_phone, now, push, visit
 
 A, B, C = "UA6308013001", "UA6308013002", "UA6308013003"
@@ -332,8 +333,11 @@ async def test_a_cursor_from_another_server_key_is_400(
 ) -> None:
     other_key = SecretStr("another-key-" + "y" * 32)
     settings = app.state.settings.model_copy(update={"secret_key": other_key})
-    cursor = feed.encode_cursor(
-        settings, feed.Cursor(phone.user.id, feed.Stream(feed.START, frozenset({A})))
+    cursor = cursors.encode(
+        settings,
+        cursors.Cursor(
+            phone.user.id, Role.field_worker, cursors.Stream(cursors.START, frozenset({A}))
+        ),
     )
     assert_problem(await pull(client, phone, cursor), 400)
 
@@ -487,11 +491,7 @@ async def test_a_move_back_committed_under_a_lower_transaction_id_keeps_the_hous
     engine = session.bind
     async with engine.connect() as x, engine.connect() as y:  # type: ignore[union-attr]
         await x.execute(_set_address(other_id, "вул. Перша, 1"))  # X takes its id first
-        await y.execute(move(B))
-        await y.execute(
-            Tombstone.__table__.insert(),  # type: ignore[attr-defined]
-            {"household_id": uuid.UUID(household_id), "settlement_pcode": A, "reason": "moved"},
-        )
+        await y.execute(move(B))  # files a tombstone in A (a trigger)
         await y.commit()
         await x.execute(move(A))
         await x.commit()
@@ -500,3 +500,88 @@ async def test_a_move_back_committed_under_a_lower_transaction_id_keeps_the_hous
     replay(replica, pages)
     assert sorted(replica) == sorted([household_id, other_id])
     assert replica[household_id]["settlement"] == A
+
+
+async def test_merged_and_deleted_households_come_as_tombstones_whoever_writes_them(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    """Tombstones are filed by the database, so a merge or delete by any code reaches
+    phones."""
+    survivor, merged, deleted = await add_households(client, phone, A, 3)
+    _, cursor = await pull_all(client, phone)
+    await session.execute(
+        update(Household)
+        .where(col(Household.id) == uuid.UUID(merged))
+        .values(merged_into=uuid.UUID(survivor))
+    )
+    await session.execute(delete(Household).where(col(Household.id) == uuid.UUID(deleted)))
+    await session.commit()
+
+    pages, _ = await pull_all(client, phone, cursor)
+    assert household_ids(pages) == []
+    assert sorted(
+        ((t["id"], t["reason"], t["merged_into"]) for p in pages for t in p["tombstones"]),
+        key=str,
+    ) == sorted([(merged, "merged", survivor), (deleted, "deleted", None)], key=str)
+
+
+async def test_a_supervisor_moving_between_everything_and_a_list_gets_both_directions(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    in_a = await add_households(client, phone, A, 2)
+    in_c = await add_households(client, phone, C, 3)
+    supervisor = await make_phone(client, session, role=Role.supervisor)
+    _, cursor = await pull_all(client, supervisor)  # everything
+
+    user = supervisor.user
+    await settlements.assign(session, user.id, [A], username=user.username)
+    await session.commit()
+    pages, cursor = await pull_all(client, supervisor, cursor)
+    gone = sorted(t["id"] for p in pages for t in p["tombstones"] if t["kind"] == "settlement")
+    assert gone == [B, C]
+    assert household_ids(pages) == []
+
+    await settlements.unassign(session, user.id, [A], username=user.username)
+    await session.commit()
+    pages, cursor = await pull_all(client, supervisor, cursor, limit=2)
+    assert sorted(household_ids(pages)) == sorted(in_c)  # caught up; A was never dropped
+    assert sorted(s["pcode"] for p in pages for s in p["settlements"]) == [B, C]
+
+    await push(client, phone, phone.batch(visits=[visit(h) for h in in_a + in_c]))
+    pages, _ = await pull_all(client, supervisor, cursor)
+    assert sorted(household_ids(pages)) == sorted(in_a + in_c)
+
+
+async def test_a_cursor_ahead_of_the_server_is_410(
+    client: httpx.AsyncClient, phone: Phone, app: FastAPI
+) -> None:
+    """As after the database was restored from an older copy: changes would sort below
+    the cursor and never be sent."""
+    await add_households(client, phone, A, 1)
+    ahead = cursors.Cursor(
+        phone.user.id, Role.field_worker, cursors.Stream((2**40, 5), frozenset({A}))
+    )
+    problem = assert_problem(
+        await pull(client, phone, cursors.encode(app.state.settings, ahead)), 410
+    )
+    assert "ahead" in problem["detail"]
+
+
+async def test_a_cursor_from_before_a_role_change_is_410(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    _, cursor = await pull_all(client, phone)
+    await session.execute(
+        update(User).where(col(User.id) == phone.user.id).values(role=Role.supervisor)
+    )
+    await session.commit()
+    promoted = replace(
+        phone, token=(await tokens_for(client, phone.user, phone.device_id))["access_token"]
+    )
+    problem = assert_problem(await pull(client, promoted, cursor), 410)
+    assert "role" in problem["detail"]
+
+
+async def test_an_oversized_cursor_is_400(client: httpx.AsyncClient, phone: Phone) -> None:
+    problem = assert_problem(await pull(client, phone, "A" * 40_000 + ".AAAA"), 400)
+    assert problem["errors"][0]["field"] == "cursor"
