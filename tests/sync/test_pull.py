@@ -585,3 +585,22 @@ async def test_a_cursor_from_before_a_role_change_is_410(
 async def test_an_oversized_cursor_is_400(client: httpx.AsyncClient, phone: Phone) -> None:
     problem = assert_problem(await pull(client, phone, "A" * 40_000 + ".AAAA"), 400)
     assert problem["errors"][0]["field"] == "cursor"
+
+
+async def test_a_page_can_finish_the_catch_up_and_go_on_with_the_main_stream(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    in_a = await add_households(client, phone, A, 2)
+    in_c = await add_households(client, phone, C, 3)
+    _, cursor = await pull_all(client, phone)
+    await settlements.assign(session, phone.user.id, [C], username=phone.user.username)
+    await session.commit()
+    await push(client, phone, phone.batch(visits=[visit(in_a[0])]))
+
+    # Settlement C and its 3 households (catch-up), then A's change (main): 5 entries.
+    response = await pull(client, phone, cursor, limit=5)
+    page = response.json()
+    assert sorted(household_ids([page])) == sorted([in_a[0], *in_c])
+    assert page["has_more"] is False
+    again, _ = await pull_all(client, phone, page["cursor"])
+    assert household_ids(again) == []
