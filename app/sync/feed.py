@@ -31,9 +31,10 @@ comes down as a settlement tombstone (drop it and its households). A settlement 
 caught up from the start in a second stream, up to where the main stream stands, and then
 joins it. A supervisor with no assignment follows every settlement (`*`).
 
-**Cursors** are signed (HMAC-SHA256 with a key derived from the server's secret), carry
-the account they were issued to, and survive restarts. Tombstones older than the
-retention are pruned; a cursor from before the prune mark is 410.
+**Cursors** (app/sync/cursor.py) are signed, carry the account and role they were issued
+to, and survive restarts. Tombstones older than the retention are pruned; a cursor from
+before the prune mark is 410, as is one from before a role change or one ahead of the
+data (a restored backup).
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ from app.sync import repository
 from app.sync.cursor import START, Cursor, Key, Stream
 from app.sync.repository import HOUSEHOLD_COLUMNS, SETTLEMENT_COLUMNS
 from app.visits.codes import SENSITIVE_REASONS
-
-# --- the pull ----------------------------------------------------------------------------
 
 
 @dataclass
