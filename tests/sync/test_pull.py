@@ -15,13 +15,15 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.auth.models import Device, Role, User
+from app.core.config import Settings
 from app.core.types import utcnow
 from app.households.models import Household
+from app.main import create_app
 from app.settlements import service as settlements
 from app.sync import cursor as cursors
 from app.sync import feed
@@ -604,3 +606,47 @@ async def test_a_page_can_finish_the_catch_up_and_go_on_with_the_main_stream(
     assert page["has_more"] is False
     again, _ = await pull_all(client, phone, page["cursor"])
     assert household_ids(again) == []
+
+
+async def test_a_cursor_survives_a_restart(
+    client: httpx.AsyncClient, phone: Phone, settings: Settings
+) -> None:
+    """Nothing of a cursor lives in the server's memory: a new server process (here a new
+    app on the same database and key) takes it."""
+    ids = await add_households(client, phone, A, 3)
+    _, cursor = await pull_all(client, phone)
+    await push(client, phone, phone.batch(visits=[visit(ids[1])]))
+
+    restarted = create_app(settings)
+    try:
+        transport = httpx.ASGITransport(app=restarted)
+        async with httpx.AsyncClient(transport=transport, base_url="http://restarted") as other:
+            pages, _ = await pull_all(other, phone, cursor)
+    finally:
+        await restarted.state.engine.dispose()
+    assert household_ids(pages) == [ids[1]]
+
+
+async def test_a_page_takes_the_same_statements_for_5_or_50_households(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone, app: FastAPI
+) -> None:
+    """No per-row queries: the statements a first pull runs do not grow with its size."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.engine.sync_engine
+    counts = []
+    for size in (5, 50):
+        other = await make_phone(client, session, settlements=[B] if size == 5 else [C])
+        await add_households(client, other, B if size == 5 else C, size)
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            pages, _ = await pull_all(client, other, limit=5000)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert len(household_ids(pages)) == size
+        counts.append(len(statements))
+        statements.clear()
+    assert counts[0] == counts[1]
