@@ -56,6 +56,13 @@ class Settings(DatabaseSettings):
     batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     conflict_window_hours: float = Field(default=24.0, gt=0)
     clock_tolerance_seconds: float = Field(default=120.0, ge=0)
+    pull_wait_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="How long a pull's first page waits for the writes in flight when it "
+        "begins (PostgreSQL). Longer ones hold their changes back to a later pull.",
+    )
 
     @model_validator(mode="after")
     def _refuse_weak_secret_outside_development(self) -> Settings:

@@ -10,17 +10,17 @@ SQLite `feed_txid` is 0 and `feed_seq` comes from a counter row.
 transaction commits: a naive `seq > cursor` pull can read a higher number whose
 transaction committed first, move its cursor past it, and never see a lower number that
 commits later. So a pull on PostgreSQL only hands out rows whose transaction id is below
-a horizon. It takes a snapshot, waits (up to 2 s) for the write transactions of this
-database in flight in it (`pg_snapshot_xip`, leaving out those pg_stat_activity places
-in another database of the cluster), and then uses the snapshot's xmax: every
-transaction below it has ended and no new one can take such an id, so that part of the
-feed is final, ordering by `(txid, seq)` inside it is never overtaken, and it holds every
-change committed before the pull began. A cursor that has seen everything below the
-horizon moves up to it. A write still open after the wait moves the horizon down to it:
-its changes, and those of transactions that started writing after it, come on a later
-pull; none is lost. SQLite runs one writer at a time, so its numbers are
-committed in the order they are handed out: there the horizon is just past the last
-number handed out when the pull starts.
+a horizon. Its first page takes a snapshot and waits (`pull_wait_seconds`, 2 s) for the
+write transactions of this database in flight in it (`pg_snapshot_xip`, leaving out
+those pg_stat_activity places in another database of the cluster); the horizon is then
+the snapshot's xmax. Every transaction below it has ended and no new one can take such
+an id, so that part of the feed is final, ordering by `(txid, seq)` inside it is never
+overtaken, and it holds every change committed before the pull began. A cursor that has
+seen everything below the horizon moves up to it. A write still open after the wait
+moves the horizon down to it: its changes, and those of transactions that started
+writing after it, come on a later pull; none is lost. SQLite runs one writer at a time,
+so its numbers are committed in the order they are handed out: there the horizon is just
+past the last number handed out when the pull starts.
 
 **Tombstones** are sent only for households no longer in the stream's settlements (or
 merged): transaction-id order is not commit order, so a move's tombstone can come after
@@ -165,7 +165,7 @@ async def pull(
         raise _gone("This cursor is older than what the server still keeps.")
     # A pull's first page waits for the writes in flight; its later pages need not: any
     # write in flight now began after the first page's snapshot.
-    wait = 0.0 if cursor.more else repository.WAIT_FOR_WRITERS_SECONDS
+    wait = 0.0 if cursor.more else settings.pull_wait_seconds
     end = await repository.horizon(session, wait=wait)
     if started_at >= end:
         raise _gone("This cursor is ahead of the server's data (restored from an older copy?).")

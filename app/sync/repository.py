@@ -200,14 +200,10 @@ _PG_STILL_IN_FLIGHT = text(
     "SELECT x FROM unnest(CAST(:xids AS text[])) AS x "
     "WHERE pg_xact_status(CAST(x AS xid8)) = 'in progress'"
 )
-#: How long a pull waits for the writes in flight when it began. A push takes tens of
-#: milliseconds; a longer transaction (an import, say) only delays its own changes and
-#: the ones after it to a later pull.
-WAIT_FOR_WRITERS_SECONDS = 2.0
 _POLL_SECONDS = 0.005
 
 
-async def horizon(session: AsyncSession, wait: float = WAIT_FOR_WRITERS_SECONDS) -> Key:
+async def horizon(session: AsyncSession, wait: float) -> Key:
     """The feed key below which the feed is final and visible: no row with a smaller key
     can still be written or committed. Read before the rows.
 

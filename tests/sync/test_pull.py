@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from dataclasses import replace
@@ -650,3 +651,28 @@ async def test_a_page_takes_the_same_statements_for_5_or_50_households(
         counts.append(len(statements))
         statements.clear()
     assert counts[0] == counts[1]
+
+
+async def test_a_pull_waits_for_a_write_in_flight_and_brings_what_committed_behind_it(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone, backend: str
+) -> None:
+    """Guarantee 4 as worded: a change committed before the pull began is in that pull,
+    even when an older transaction was still open then (it is waited for)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: a second writer cannot commit first")
+    first, second = await add_households(client, phone, A, 2)
+    _, cursor = await pull_all(client, phone)
+
+    engine = session.bind
+    async with engine.connect() as slow, engine.connect() as fast:  # type: ignore[union-attr]
+        await slow.execute(_set_address(first, "повільна"))
+        await fast.execute(_set_address(second, "швидка"))
+        await fast.commit()
+        pulling = asyncio.create_task(pull_all(client, phone, cursor))
+        await asyncio.sleep(0.3)
+        assert not pulling.done(), "the pull did not wait for the write in flight"
+        await slow.commit()
+        pages, _ = await pulling
+
+    seen = {h["id"]: h["address"] for p in pages for h in p["households"]}
+    assert seen == {first: "повільна", second: "швидка"}
