@@ -16,6 +16,10 @@ import httpx
 from app.core.security import hash_password
 
 PASSWORD = "benchmark-password-synthetic"  # noqa: S105
+#: Codes the synthetic visits and households draw on (app/visits/codes.py).
+STAY = ["attachment_to_home", "protecting_property", "no_transport", "fear_of_loneliness"]
+LEAVE = ["shelling_or_attacks", "evacuation_order", "children_safety", "loss_of_utilities"]
+NEEDS = ["transport", "accessible_transport", "medical_escort", "cash", "information"]
 
 
 def machine() -> str:

@@ -33,6 +33,9 @@ import httpx
 import orjson
 
 from bench.common import (
+    LEAVE,
+    NEEDS,
+    STAY,
     Device,
     asyncpg_dsn,
     group_cpu_seconds,
@@ -44,9 +47,6 @@ from bench.common import (
 from tests.servers import ServerProcess, migrated_postgres_database
 
 PCODE = "UA6308013001"
-STAY = ["attachment_to_home", "protecting_property", "no_transport", "fear_of_loneliness"]
-LEAVE = ["shelling_or_attacks", "evacuation_order", "children_safety", "loss_of_utilities"]
-NEEDS = ["transport", "accessible_transport", "medical_escort", "cash", "information"]
 STREETS = ["Центральна", "Шкільна", "Садова", "Миру", "Лісова", "Польова", "Зарічна"]
 
 

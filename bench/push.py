@@ -35,6 +35,9 @@ import httpx
 import orjson
 
 from bench.common import (
+    LEAVE,
+    NEEDS,
+    STAY,
     Device,
     asyncpg_dsn,
     group_cpu_seconds,
@@ -48,9 +51,6 @@ from bench.common import (
 from tests.servers import ServerProcess, migrated_postgres_database
 
 PCODE = "UA6308013001"
-STAY = ["attachment_to_home", "protecting_property", "no_transport", "fear_of_loneliness"]
-LEAVE = ["shelling_or_attacks", "evacuation_order", "children_safety", "loss_of_utilities"]
-NEEDS = ["transport", "accessible_transport", "medical_escort", "cash", "information"]
 CROSS_VISIT_SHARE = 0.05  # visits to another phone's households, so conflict checks find rivals
 
 

@@ -138,15 +138,7 @@ async def assign(
     await repository.add_assignments(session, user_id, new)
     after = sorted({*before, *new})
     if new:
-        await audit.record(
-            session,
-            action="user.assign",
-            entity_type="user",
-            entity_id=user_id,
-            actor_username=actor,
-            before={"username": username, "settlements": before},
-            after={"username": username, "settlements": after},
-        )
+        await _record_assignments(session, "user.assign", user_id, username, actor, before, after)
     return after
 
 
@@ -161,23 +153,34 @@ async def unassign(
     """Take settlements away from a user; the user's phones are told to drop them on their
     next pull. Returns what stays assigned."""
     before = await repository.assigned_pcodes(session, user_id)
-    gone = sorted(set(pcodes) & set(before))
     not_assigned = sorted(set(pcodes) - set(before))
     if not_assigned:
         raise NotFound(f"Not assigned to {username}: {', '.join(not_assigned)}.")
-    await repository.remove_assignments(session, user_id, gone)
-    after = sorted(set(before) - set(gone))
-    if gone:
-        await audit.record(
-            session,
-            action="user.unassign",
-            entity_type="user",
-            entity_id=user_id,
-            actor_username=actor,
-            before={"username": username, "settlements": before},
-            after={"username": username, "settlements": after},
-        )
+    await repository.remove_assignments(session, user_id, pcodes)
+    after = sorted(set(before) - set(pcodes))
+    if pcodes:
+        await _record_assignments(session, "user.unassign", user_id, username, actor, before, after)
     return after
+
+
+async def _record_assignments(
+    session: AsyncSession,
+    action: str,
+    user_id: uuid.UUID,
+    username: str,
+    actor: str,
+    before: list[str],
+    after: list[str],
+) -> None:
+    await audit.record(
+        session,
+        action=action,
+        entity_type="user",
+        entity_id=user_id,
+        actor_username=actor,
+        before={"username": username, "settlements": before},
+        after={"username": username, "settlements": after},
+    )
 
 
 async def all_pcodes(session: AsyncSession) -> set[str]:

@@ -26,7 +26,6 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -43,7 +42,7 @@ from app.sync.models import Tombstone
 from app.visits.codes import SENSITIVE_REASONS
 from tests.conftest import make_settings
 from tests.factories import make_settlement, make_user, sign_in
-from tests.servers import ServerProcess, migrated_postgres_database, running_server
+from tests.servers import ServerProcess
 from tests.sync.helpers import Phone, household, iso
 from tests.sync.test_push_processes import REQUEST_TIMEOUT, Sent, post, random_visit
 
@@ -71,23 +70,6 @@ CATCH_UP_SECONDS = 10.0
 MAX_PAGES = 5000
 
 Key = tuple[int, int]
-
-
-@pytest.fixture
-def database(postgres_available: bool) -> Iterator[str]:
-    if not postgres_available:
-        pytest.skip(
-            "PostgreSQL is unreachable: concurrent commits from several server processes "
-            "need it (SQLite serialises writers)"
-        )
-    with migrated_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-def server(database: str) -> Iterator[ServerProcess]:
-    with running_server(database, workers=2) as started:
-        yield started
 
 
 # --- Household state, as pulled and as stored ---------------------------------------------

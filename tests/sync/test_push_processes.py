@@ -13,7 +13,6 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -35,8 +34,6 @@ from tests.factories import make_settlement, make_user, sign_in
 from tests.servers import (
     ServerProcess,
     cpu_seconds,
-    migrated_postgres_database,
-    running_server,
 )
 from tests.sync.helpers import SETTLEMENT, Phone, household, visit
 
@@ -58,23 +55,6 @@ STATE_FIELDS: dict[str, Any] = {
 }
 REQUEST_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 PUSH_PHASE_SECONDS = 45.0
-
-
-@pytest.fixture
-def database(postgres_available: bool) -> Iterator[str]:
-    if not postgres_available:
-        pytest.skip(
-            "PostgreSQL is unreachable: concurrent writes from several server processes "
-            "need it (SQLite serialises writers)"
-        )
-    with migrated_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-def server(database: str) -> Iterator[ServerProcess]:
-    with running_server(database, workers=2) as started:
-        yield started
 
 
 @dataclass
