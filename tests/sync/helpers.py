@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,14 @@ from sqlmodel import col, select
 
 from app.auth.models import Role, User
 from app.conflicts.models import ConflictCandidate
-from tests.factories import bearer, make_settlement, make_user, read_fresh, tokens_for
+from tests.factories import (
+    bearer,
+    make_settlement,
+    make_user,
+    read_fresh,
+    sign_in,
+    tokens_for,
+)
 
 SETTLEMENT = "UA6308013001"
 
@@ -71,6 +79,23 @@ async def make_phone(
     device_id = uuid.uuid4()
     tokens = await tokens_for(client, user, device_id)
     return Phone(user=user, device_id=device_id, token=tokens["access_token"])
+
+
+async def sign_in_phones(clients: list[httpx.AsyncClient], users: list[User]) -> list[Phone]:
+    """Each user signs in over HTTP at once, on its own client, from a new phone."""
+    device_ids = [uuid.uuid4() for _ in users]
+    signed_in = await asyncio.gather(
+        *(
+            sign_in(http, user.username, client_id=device_id)
+            for http, user, device_id in zip(clients, users, device_ids, strict=True)
+        )
+    )
+    for response in signed_in:
+        assert response.status_code == 200, response.text
+    return [
+        Phone(user=user, device_id=device_id, token=response.json()["access_token"])
+        for user, device_id, response in zip(users, device_ids, signed_in, strict=True)
+    ]
 
 
 async def ensure_settlement(session: AsyncSession, pcode: str = SETTLEMENT) -> str:

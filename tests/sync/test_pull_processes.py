@@ -41,9 +41,9 @@ from app.households.models import Household
 from app.sync.models import Tombstone
 from app.visits.codes import SENSITIVE_REASONS
 from tests.conftest import make_settings
-from tests.factories import make_settlement, make_user, sign_in
+from tests.factories import make_settlement, make_user
 from tests.servers import ServerProcess
-from tests.sync.helpers import Phone, household, iso
+from tests.sync.helpers import Phone, household, iso, sign_in_phones
 from tests.sync.test_push_processes import REQUEST_TIMEOUT, Sent, post, random_visit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -395,19 +395,7 @@ async def test_a_phone_pulling_during_concurrent_pushes_misses_no_change(
         ]
         *writer_clients, reader_client = clients
         everyone = [*users, reader_user]
-        device_ids = [uuid.uuid4() for _ in everyone]
-        signed_in = await asyncio.gather(
-            *(
-                sign_in(http, user.username, client_id=device_id)
-                for http, user, device_id in zip(clients, everyone, device_ids, strict=True)
-            )
-        )
-        for response in signed_in:
-            assert response.status_code == 200, response.text
-        *writers, reader = [
-            Phone(user=user, device_id=device_id, token=response.json()["access_token"])
-            for user, device_id, response in zip(everyone, device_ids, signed_in, strict=True)
-        ]
+        *writers, reader = await sign_in_phones(clients, everyone)
 
         # --- The households both settlements start with.
         pool = Pool({A: [], B: []})

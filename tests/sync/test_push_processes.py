@@ -30,12 +30,12 @@ from app.visits import codes
 from app.visits.models import Visit
 from app.visits.service import observation
 from tests.conftest import make_settings
-from tests.factories import make_settlement, make_user, sign_in
+from tests.factories import make_settlement, make_user
 from tests.servers import (
     ServerProcess,
     cpu_seconds,
 )
-from tests.sync.helpers import SETTLEMENT, Phone, household, visit
+from tests.sync.helpers import SETTLEMENT, Phone, household, sign_in_phones, visit
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -173,19 +173,7 @@ async def test_concurrent_pushes_to_two_processes_fold_like_one_sequence(
         ]
         try:
             # --- Every phone signs in over HTTP, at once.
-            device_ids = [uuid.uuid4() for _ in users]
-            signed_in = await asyncio.gather(
-                *(
-                    sign_in(http, user.username, client_id=device_id)
-                    for http, user, device_id in zip(clients, users, device_ids, strict=True)
-                )
-            )
-            for response in signed_in:
-                assert response.status_code == 200, response.text
-            phones = [
-                Phone(user=user, device_id=device_id, token=response.json()["access_token"])
-                for user, device_id, response in zip(users, device_ids, signed_in, strict=True)
-            ]
+            phones = await sign_in_phones(clients, users)
 
             # --- One phone registers the thirty households.
             household_ids = [str(uuid.uuid4()) for _ in range(HOUSEHOLDS)]
