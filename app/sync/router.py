@@ -63,8 +63,9 @@ async def push(
     "returns until `has_more` is false. Households come in their current state, once per "
     "page; `tombstones` name households to drop (merged, moved away) and settlements no "
     "longer assigned to you (drop them with their households). A cursor is opaque and "
-    "signed: a changed one is 400, and one older than the server keeps is 410 (pull again "
-    "without a cursor). Send `Accept-Encoding: gzip`. See docs/PROTOCOL.md.",
+    "signed: a changed one is 400. A cursor older than the server keeps, issued before your "
+    "role changed, or ahead of the server's data is 410: pull again without a cursor. Send "
+    "`Accept-Encoding: gzip`. See docs/PROTOCOL.md.",
 )
 async def pull(
     principal: PhoneUser,

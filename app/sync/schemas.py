@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.errors import FieldError
-from app.core.text import Instant, Tag
+from app.core.text import Instant, Location, Tag
 from app.households.schemas import HouseholdIn
 from app.visits.schemas import VISIT_EXAMPLE, VisitIn
 
@@ -71,12 +71,6 @@ class PushResponse(BaseModel):
     results: list[ItemResult]
 
 
-class PulledLocation(BaseModel):
-    lat: float
-    lon: float
-    accuracy_m: float | None = None
-
-
 class PulledHousehold(BaseModel):
     """A household as phones hold it: its canonical state."""
 
@@ -84,7 +78,7 @@ class PulledHousehold(BaseModel):
     settlement: str
     version: int
     address: str
-    location: PulledLocation | None
+    location: Location | None
     head_name: str
     phone: str
     members: int | None
@@ -117,7 +111,7 @@ class PulledSettlement(BaseModel):
     evacuation_ordered_on: date | None
 
 
-class Tombstone(BaseModel):
+class PulledTombstone(BaseModel):
     kind: Literal["household", "settlement"]
     id: str = Field(description="The household id, or the settlement's P-code.")
     reason: Literal["merged", "moved", "deleted", "unassigned"]
@@ -129,7 +123,7 @@ class Tombstone(BaseModel):
 class PullResponse(BaseModel):
     households: list[PulledHousehold]
     settlements: list[PulledSettlement]
-    tombstones: list[Tombstone] = Field(
+    tombstones: list[PulledTombstone] = Field(
         description="Drop these. A settlement tombstone drops the settlement and every "
         "household in it."
     )
