@@ -153,10 +153,16 @@ async def insert_missing(
     ordered = sorted(rows, key=lambda r: r["id"])
     if session.get_bind().dialect.name == "postgresql":
         return await _insert_unnest(session, table, ordered, conflict_columns, returning)
+    # An executemany takes its columns from the first row: give every row every column,
+    # or a column only some rows give would be dropped or demanded of all.
+    names = [column.name for column in table.columns]
+    filled = zip(*(_filled(table, name, ordered) for name in names), strict=True)
     statement = insert_ignoring_duplicates(session, table, *conflict_columns).returning(
         table.c[returning]
     )
-    result = await session.execute(statement, ordered)
+    result = await session.execute(
+        statement, [dict(zip(names, row, strict=True)) for row in filled]
+    )
     return set(result.scalars())
 
 

@@ -48,13 +48,34 @@ async def test_inserts_only_new_rows_and_returns_their_ids(session: AsyncSession
     assert await insert_missing(session, household_table, first) == {r["id"] for r in first}
 
     # Two taken ids and one new one, of a different row count: only the new one goes in.
-    second = [*first[:2], _household(settlement, user.id, members=4)]
+    second = [*first[:2], _household(settlement, user.id)]
     assert await insert_missing(session, household_table, second) == {second[2]["id"]}
     await session.commit()
 
     stored = (await session.execute(select(household_table))).mappings().all()
     assert sorted(r["address"] for r in stored) == ["", "вул. Тестова, 0", "вул. Тестова, 1",
                                                     "вул. Тестова, 2"]  # fmt: skip
+
+
+@pytest.mark.parametrize("giver", ["first", "last"])
+async def test_a_column_only_some_rows_give_is_kept_for_those_rows(
+    session: AsyncSession, giver: str
+) -> None:
+    """Rows go in id order; whether the row that gives `members` sorts first or last,
+    it keeps its value and the others get NULL."""
+    settlement = (await make_settlement(session)).pcode
+    user = await make_user(session)
+    low, high = sorted([uuid.uuid4(), uuid.uuid4()])
+    giving, other = (low, high) if giver == "first" else (high, low)
+    rows = [
+        _household(settlement, user.id, id=other),
+        _household(settlement, user.id, id=giving, members=4),
+    ]
+    assert await insert_missing(session, household_table, rows) == {low, high}
+    await session.commit()
+
+    stored = (await session.execute(select(household_table.c.id, household_table.c.members))).all()
+    assert dict(stored) == {giving: 4, other: None}
 
 
 async def test_a_column_left_out_stores_its_default_or_null(session: AsyncSession) -> None:
