@@ -19,8 +19,32 @@ TAGS = [
         "description": "What the field app calls: push visits, pull the current state, "
         "read the code lists. See docs/PROTOCOL.md.",
     },
-    {"name": "Auth", "description": "Sign in, renew tokens, see who you are."},
+    {
+        "name": "Review",
+        "description": "Find households and visits in your settlements, read a household's "
+        "whole history, and approve, flag or reject visits. A rejected visit stops counting "
+        "and the household's state is worked out again without it.",
+    },
+    {
+        "name": "Conflicts",
+        "description": "Where workers disagree (different decisions for one household, or an "
+        "edit made on an old copy), choose the right value or enter one. Phones get the "
+        "result on their next pull.",
+    },
+    {
+        "name": "Households",
+        "description": "Find households registered twice and merge them into one.",
+    },
+    {
+        "name": "Settlements",
+        "description": "Each settlement's progress: households, visits, decisions, needs.",
+    },
+    {
+        "name": "Exports",
+        "description": "Files for humanitarian partners: pseudonymised and consent-respecting.",
+    },
     {"name": "Admin", "description": "Phones, accounts and the audit log."},
+    {"name": "Auth", "description": "Sign in, renew tokens, see who you are."},
     {"name": "Operations", "description": "Probes for load balancers and monitoring."},
 ]
 

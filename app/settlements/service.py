@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.core.errors import FieldError, Invalid, NotFound
+from app.core.errors import FieldError, Forbidden, Invalid, NotFound
 from app.settlements import repository
 from app.settlements.models import CATEGORIES
 
@@ -115,6 +115,28 @@ async def import_settlements(session: AsyncSession, text: str, *, actor: str = "
 
 async def assigned_pcodes(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
     return await repository.assigned_pcodes(session, user_id)
+
+
+#: A scope: the P-codes of the settlements a user may see, or None for all of them.
+Scope = frozenset[str] | None
+
+
+async def visible_pcodes(session: AsyncSession, user_id: uuid.UUID, role: str) -> Scope:
+    """What a user may see: an admin everything; a supervisor its assigned settlements, or
+    everything when it has none; anyone else only its assigned settlements."""
+    if role == "admin":
+        return None
+    assigned = frozenset(await repository.assigned_pcodes(session, user_id))
+    if role == "supervisor" and not assigned:
+        return None
+    return assigned
+
+
+def require_visible(scope: Scope, pcodes: Collection[str]) -> None:
+    """403 naming the settlements outside the scope, if any."""
+    outside = sorted(set(pcodes) - scope) if scope is not None else []
+    if outside:
+        raise Forbidden(f"Not assigned to you: {', '.join(outside)}.")
 
 
 async def all_assignments(session: AsyncSession) -> dict[uuid.UUID, list[str]]:

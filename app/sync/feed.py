@@ -105,10 +105,7 @@ def _add(page: Page, entries: Sequence[tuple[Key, str, dict[str, Any]]], role: R
 
 
 async def _scope(session: AsyncSession, principal: Principal) -> frozenset[str] | None:
-    assigned = frozenset(await settlements.assigned_pcodes(session, principal.user_id))
-    if principal.role is Role.supervisor and not assigned:
-        return None
-    return assigned
+    return await settlements.visible_pcodes(session, principal.user_id, principal.role)
 
 
 async def _rescope(
