@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from app.auth.router import devices_router
 from app.auth.router import router as auth_router
 from app.ops.router import router as ops_router
+from app.review.router import router as review_router
 from app.sync.router import router as sync_router
 from app.visits.router import router as codes_router
 
@@ -52,6 +53,7 @@ TAGS = [
 def mount_routers(app: FastAPI) -> None:
     app.include_router(sync_router, prefix=f"{API_PREFIX}/sync", tags=["Sync (phones)"])
     app.include_router(codes_router, prefix=API_PREFIX, tags=["Sync (phones)"])
+    app.include_router(review_router, prefix=API_PREFIX)  # tags per route
     app.include_router(auth_router, prefix=f"{API_PREFIX}/auth", tags=["Auth"])
     app.include_router(devices_router, prefix=f"{API_PREFIX}/devices", tags=["Admin"])
     app.include_router(ops_router, tags=["Operations"])

@@ -66,3 +66,6 @@ class ConflictBook:
                 rows.setdefault((ids[key], candidate["item_id"]), row)
         await repository.insert_candidates(session, list(rows.values()))
         return {key: ids[key] for key in self._wanted}
+
+
+resolutions_for = repository.resolutions_for

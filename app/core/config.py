@@ -56,6 +56,13 @@ class Settings(DatabaseSettings):
     batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     conflict_window_hours: float = Field(default=24.0, gt=0)
     clock_tolerance_seconds: float = Field(default=120.0, ge=0)
+    duplicate_distance_m: float = Field(
+        default=25.0,
+        ge=0,
+        le=10_000,
+        description="Households of one settlement whose locations are this close are "
+        "suggested as duplicates.",
+    )
     pull_wait_seconds: float = Field(
         default=2.0,
         ge=0,

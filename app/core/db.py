@@ -24,6 +24,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
+    func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -56,13 +57,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # SQLite's lower() folds ASCII only; search must fold Cyrillic too (PostgreSQL's does).
+    dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
+
+
+def _casefold(value: str | None) -> str | None:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def casefolded(session: AsyncSession, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The column in lower case, whatever its alphabet, on either database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.lower(column)
+    return func.casefold(column)
 
 
 def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_JSON = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+def _json_value(stored: Any) -> Any:
+    """A JSON column's value back. SQLite gives a column declared JSON numeric affinity,
+    so a document that is a bare number (a candidate value of `members`) comes back as
+    that number rather than its text."""
+    return orjson.loads(stored) if isinstance(stored, str | bytes) else stored
+
+
+_JSON = {"json_serializer": _json_text, "json_deserializer": _json_value}
 
 
 def create_engine(settings: DatabaseSettings) -> AsyncEngine:

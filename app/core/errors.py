@@ -95,6 +95,13 @@ class Gone(DomainError):
     status_code = 410
 
 
+class RetryLater(DomainError):
+    """Nothing was stored; the same request sent again shortly will go through."""
+
+    status_code = 503
+    headers = {"Retry-After": "1"}  # noqa: RUF012  (read only)
+
+
 class PayloadTooLarge(DomainError):
     status_code = 413
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from app.core.db import insert_missing, one_of
+from app.core.types import utcnow
 from app.households.models import Household, HouseholdEdit
 
 household_table = Household.__table__  # type: ignore[attr-defined]
@@ -76,7 +77,13 @@ async def lock_for_fold(session: AsyncSession, ids: Collection[uuid.UUID]) -> li
     serialises writers."""
     if not ids:
         return []
-    columns = [_h.id, _h.version, _h.field_stamps, *(_h[name] for name in FOLDED_COLUMNS)]
+    columns = [
+        _h.id,
+        _h.version,
+        _h.field_stamps,
+        _h.merged_into,
+        *(_h[name] for name in FOLDED_COLUMNS),
+    ]
     result = await session.execute(
         sa_select(*columns)
         .where(one_of(session, _h.id, sorted(ids)))
@@ -115,3 +122,27 @@ async def edits_for(
         select(HouseholdEdit).where(one_of(session, edit_table.c.household_id, household_ids))
     )
     return result.scalars().all()
+
+
+async def merged_targets(
+    session: AsyncSession, ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Which of these households were merged, and into which."""
+    if not ids:
+        return {}
+    result = await session.execute(
+        sa_select(_h.id, _h.merged_into).where(
+            one_of(session, _h.id, ids), _h.merged_into.is_not(None)
+        )
+    )
+    return {row.id: row.merged_into for row in result}
+
+
+async def mark_merged(session: AsyncSession, duplicate: uuid.UUID, survivor: uuid.UUID) -> None:
+    """Point the duplicate at its survivor; its version grows, so the change reaches the
+    pull feed (a trigger leaves the tombstone)."""
+    await session.execute(
+        update(household_table)
+        .where(_h.id == duplicate)
+        .values(merged_into=survivor, version=_h.version + 1, updated_at=utcnow())
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.conflicts import service as conflicts
 from app.core.types import utcnow
 from app.households import repository
 from app.households.fold import (
@@ -96,11 +97,59 @@ def edit_observation(edit: HouseholdEdit | Mapping[str, Any]) -> Observation:
 async def observations_for(
     session: AsyncSession, household_ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, list[Observation]]:
-    """Everything still in the fold for these households: their edits and visits."""
+    """Everything still in the fold for these households: their edits, their visits and
+    the supervisors' conflict resolutions (timed when they were made)."""
     result = await visits.observations_for(session, household_ids)
     for edit in await repository.edits_for(session, household_ids):
         result[edit.household_id].append(edit_observation(edit))
+    for resolved in await conflicts.resolutions_for(session, household_ids):
+        result[resolved.household_id].append(
+            Observation(
+                key=observation_key(resolved.resolved_at, resolved.resolved_by, resolved.id),
+                by=str(resolved.resolved_by),
+                values={resolved.field: resolved.resolution["value"]},
+            )
+        )
     return result
+
+
+async def refold(
+    session: AsyncSession, household_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Record]:
+    """Lock these households and fold each again from everything still in its fold (after
+    a review took a visit out, or a merge brought visits in); writes back the changed
+    ones. Returns the households, as records, after the fold."""
+    await serialize_writers(session, household_ids)
+    locked = await lock_for_fold(session, household_ids)
+    observations = await observations_for(session, set(locked))
+    changed = [r for hid, r in locked.items() if apply(r, observations[hid], from_scratch=True)]
+    await save_folded(session, changed)
+    return locked
+
+
+async def redirects(
+    session: AsyncSession, ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """For each of these households that was merged away, the household that now stands
+    for it (following merges of merges)."""
+    direct: dict[uuid.UUID, uuid.UUID] = {}
+    looked_up: set[uuid.UUID] = set()
+    frontier = set(ids)
+    while frontier:
+        looked_up |= frontier
+        found = await repository.merged_targets(session, frontier)
+        direct.update(found)
+        frontier = set(found.values()) - looked_up
+    resolved = {}
+    for source in set(ids) & set(direct):
+        target, hops = direct[source], 0
+        while target in direct and hops < len(direct):  # merges never form a cycle
+            target, hops = direct[target], hops + 1
+        resolved[source] = target
+    return resolved
+
+
+mark_merged = repository.mark_merged
 
 
 def _apply_incremental(record: Record, observations: Sequence[Observation]) -> bool:

@@ -33,6 +33,7 @@ from app.core.errors import (
     Forbidden,
     Invalid,
     PayloadTooLarge,
+    RetryLater,
     validation_field_errors,
 )
 from app.households import service as households
@@ -307,6 +308,32 @@ async def _reject_unknown_settlements(session: AsyncSession, batch: _Batch) -> N
     batch.edits = kept
 
 
+async def _follow_merges(session: AsyncSession, batch: _Batch) -> None:
+    """Items about a household a supervisor merged into another land on the survivor.
+
+    An edit made on the merged-away copy loses its `base_version`: that counted the
+    other household's versions, so comparing it with the survivor's would flag
+    conflicts that are not there.
+    """
+    ids = {e.data.id for e in batch.edits} | {v.data.household_id for v in batch.visits}
+    survivor_of = await households.redirects(session, ids)
+    if not survivor_of:
+        return
+    for edit in batch.edits:
+        if edit.data.id in survivor_of:
+            target = survivor_of[edit.data.id]
+            edit.data = edit.data.model_copy(update={"id": target, "base_version": None})
+            edit.row["household_id"] = target
+            edit.row["base_version"] = None
+            batch.household_of[edit.position] = target
+    for item in batch.visits:
+        if item.data.household_id in survivor_of:
+            target = survivor_of[item.data.household_id]
+            item.data = item.data.model_copy(update={"household_id": target})
+            item.row["household_id"] = target
+            batch.household_of[item.position] = target
+
+
 async def _store_households(
     session: AsyncSession, batch: _Batch
 ) -> tuple[dict[uuid.UUID, Record], set[uuid.UUID], dict[uuid.UUID, FoldState]]:
@@ -340,6 +367,10 @@ async def _store_households(
     # Households already stored are skipped by the insert (ON CONFLICT DO NOTHING).
     created = await households.insert_new(session, list(new_rows.values()))
     locked = await households.lock_for_fold(session, touched)
+    if any(record["merged_into"] is not None for record in locked.values()):
+        # Merged after _follow_merges looked: nothing is stored; the phone's retry lands
+        # on the survivor.
+        raise RetryLater("A household in this batch was merged just now; send it again.")
     stale_checked = {e.data.id for e in batch.edits if e.data.base_version is not None}
     before = {
         hid: households.state_of(locked[hid])
@@ -686,6 +717,7 @@ async def push(
     _read_households(batch, envelope.households)
     _read_visits(batch, envelope.visits)
     await _reject_unknown_settlements(session, batch)
+    await _follow_merges(session, batch)
     locked, created, before = await _store_households(session, batch)
     await _store_visits(session, batch, locked)
     corrected = await _fold(session, batch, locked, created)

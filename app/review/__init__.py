@@ -1,0 +1,1 @@
+"""Supervisors' work: review visits, resolve conflicts, merge duplicate households."""
