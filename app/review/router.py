@@ -7,7 +7,7 @@ One router, with a tag per route, because the paths interleave: `/households/dup
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -105,13 +105,21 @@ async def duplicates(
     description="This household stays; the duplicate's visits and conflicts move to it and "
     "its state is worked out again from all of them. Phones drop the duplicate on their next "
     "pull, and whatever a phone still sends about the duplicate lands here. Merging the same "
-    "pair again changes nothing. A household cannot be merged into itself (422) or into one "
-    "that was itself merged away (409).",
+    "pair again changes nothing. If the two households' visits record different decisions "
+    "by different workers within the conflict window, a conflict opens. A household cannot "
+    "be merged into itself (422) or into one that was itself merged away (409).",
 )
 async def merge(
-    household_id: HouseholdId, body: MergeIn, principal: Reviewer, session: SessionDep
+    household_id: HouseholdId,
+    body: MergeIn,
+    principal: Reviewer,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> MergeOut:
-    return await service.merge(session, principal, household_id, body.duplicate_id, body.note)
+    window = timedelta(hours=settings.conflict_window_hours)
+    return await service.merge(
+        session, principal, household_id, body.duplicate_id, body.note, window
+    )
 
 
 @router.get(

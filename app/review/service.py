@@ -21,6 +21,7 @@ import unicodedata
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ from app.audit import service as audit
 from app.auth.service import Principal
 from app.conflicts import repository as conflict_store
 from app.conflicts.models import Conflict
+from app.conflicts.service import ConflictBook
 from app.core.db import AnyRow
 from app.core.errors import (
     BadRequest,
@@ -60,6 +62,7 @@ from app.review.schemas import (
     VisitPage,
 )
 from app.settlements import service as settlements
+from app.visits import service as visits
 from app.visits.codes import DECISION_CODES
 
 
@@ -587,10 +590,14 @@ async def merge(
     survivor_id: uuid.UUID,
     duplicate_id: uuid.UUID,
     note: str,
+    window: timedelta,
 ) -> MergeOut:
     """Fold a duplicate household into the survivor: its visits and conflicts move over,
     it leaves a tombstone naming the survivor on the pull feed, and later pushes about it
-    land on the survivor. Doing it again changes nothing."""
+    land on the survivor. Doing it again changes nothing.
+
+    Visits that now share a household are checked as a push checks them: different
+    decisions from different workers within `window` open a conflict."""
     if survivor_id == duplicate_id:
         raise Invalid(
             "A household cannot be merged into itself.",
@@ -622,6 +629,7 @@ async def merge(
         )
     moved = await repository.move_visits(session, duplicate_id, survivor_id)
     await _move_conflicts(session, principal, duplicate_id, survivor_id)
+    await _open_decision_conflicts(session, survivor_id, window)
     await households.mark_merged(session, duplicate_id, survivor_id)
     after = (await households.refold(session, [survivor_id]))[survivor_id]
     await audit.record(
@@ -679,3 +687,36 @@ async def _move_conflicts(
         else:
             rehomed.append(conflict.id)
     await conflict_store.rehome(session, rehomed, target)
+
+
+async def _open_decision_conflicts(
+    session: AsyncSession, household_id: uuid.UUID, window: timedelta
+) -> None:
+    """Open (or add to) the decision conflict of a household whose contacted visits, by
+    different workers within the window, record different decisions."""
+    contacted = await visits.contacted_between(
+        session, [household_id], datetime(2000, 1, 1, tzinfo=UTC), utcnow() + timedelta(days=1)
+    )
+    book = ConflictBook()
+    for visit in contacted:
+        clashing = [
+            other
+            for other in contacted
+            if other.recorded_by != visit.recorded_by
+            and other.decision != visit.decision
+            and abs(other.visited_at - visit.visited_at) <= window
+        ]
+        if clashing:
+            candidates = [
+                {
+                    "item_id": v.id,
+                    "kind": "visit",
+                    "value": v.decision,
+                    "recorded_by": v.recorded_by,
+                    "device_id": v.device_id,
+                    "recorded_at": v.visited_at,
+                }
+                for v in (*clashing, visit)
+            ]
+            book.gather(household_id, "decision", "decision_disagreement", candidates)
+    await book.save(session)

@@ -360,3 +360,24 @@ async def test_merging_joins_open_conflicts_on_the_same_field(world: World) -> N
     [conflict] = (await world.get("/conflicts")).json()["items"]
     assert conflict["household_id"] == first
     assert len(conflict["candidates"]) == 4
+
+
+async def test_merging_households_whose_visits_disagree_opens_a_conflict(world: World) -> None:
+    first = await world.household(address="вул. Лісова, 7")
+    second = await world.household(world.other_worker, address="вул. Лісова, 7")
+    stay = await world.visit(
+        world.worker, first, decision="stay", visited_at=now() - timedelta(hours=3)
+    )
+    leave = await world.visit(
+        world.other_worker, second, decision="leave", visited_at=now() - timedelta(hours=2)
+    )
+    assert (await world.get("/conflicts")).json()["items"] == []
+    response = await world.post(f"/households/{first}/merge", {"duplicate_id": second, "note": "x"})
+    assert response.status_code == 200, response.text
+    [conflict] = (await world.get("/conflicts")).json()["items"]
+    assert conflict["household_id"] == first
+    assert conflict["kind"] == "decision_disagreement"
+    assert {c["item_id"] for c in conflict["candidates"]} == {
+        stay["item"]["id"],
+        leave["item"]["id"],
+    }
