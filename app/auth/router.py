@@ -24,6 +24,28 @@ devices_router = APIRouter()
     summary="Sign in",
     response_model=TokenPair,
     responses=errors(401, 422),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "examples": {
+                        "supervisor": {
+                            "summary": "A supervisor at a desk",
+                            "value": {"username": "o.kovalenko", "password": "••••••••"},
+                        },
+                        "phone": {
+                            "summary": "A field worker's phone",
+                            "value": {
+                                "username": "m.shevchenko",
+                                "password": "••••••••",
+                                "client_id": "5d0c3b8e-1f2a-4c6d-9e7b-8a9f0e1d2c3b",
+                            },
+                        },
+                    }
+                }
+            }
+        }
+    },
     description="Sign in with a username and password (OAuth2 password form). A phone also "
     "sends its device id as `client_id`; a field worker's first sign-in from a phone "
     "registers that phone. A wrong username, a wrong password and a disabled account all "

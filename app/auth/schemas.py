@@ -11,6 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field
 class TokenPair(BaseModel):
     """What a successful sign-in or refresh returns."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIuLi4ifQ.c2ln",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "refresh_token": "kq3V0p0wQm3o1m1o2Yb6s6JtI2rE9Xq4",
+                }
+            ]
+        }
+    )
+
     access_token: str = Field(description="Bearer token for the Authorization header.")
     token_type: str = Field(default="bearer", examples=["bearer"])
     expires_in: int = Field(description="Seconds until the access token expires.", examples=[900])
@@ -30,6 +43,21 @@ class RefreshRequest(BaseModel):
 class Me(BaseModel):
     """The signed-in account, as the token identifies it."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "8e2f4a6c-1b3d-4e5f-9a7b-2c4d6e8f0a1b",
+                    "username": "o.kovalenko",
+                    "full_name": "Оксана Коваленко",
+                    "role": "supervisor",
+                    "device_id": None,
+                    "settlements": ["UA6308011001", "UA6308013001"],
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     username: str = Field(examples=["o.kovalenko"])
     full_name: str = Field(examples=["Оксана Коваленко"])
@@ -42,6 +70,25 @@ class Me(BaseModel):
 
 
 class DevicePublic(BaseModel):
+    """A phone that signed in, whose it is, and when it was last heard from."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5d0c3b8e-1f2a-4c6d-9e7b-8a9f0e1d2c3b",
+                    "owner": "m.shevchenko",
+                    "label": "Samsung A14 (Куп'янськ-Вузловий)",
+                    "first_seen_at": "2026-10-02T06:40:00Z",
+                    "last_seen_at": "2026-11-20T18:02:11Z",
+                    "last_sync_at": "2026-11-20T18:02:11Z",
+                    "app_version": "1.4.2",
+                    "revoked_at": None,
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     owner: str = Field(examples=["m.shevchenko"])
     label: str

@@ -298,6 +298,8 @@ async def list_conflicts(
     operation_id="conflicts:get",
     summary="One conflict with every candidate",
     response_model=ConflictOut,
+    description="The conflict, the value the household holds now, and every candidate "
+    "value with the worker who recorded it, the phone, and when.",
     responses=errors(401, 403, 404, 422, 503),
 )
 async def get_conflict(

@@ -13,7 +13,80 @@ from app.core.text import Note
 H1 = "3f1c2b7a-8d4e-4a61-9c55-0e7b9a1d2c31"
 H2 = "9a6d4e21-5b3c-4f88-8e17-2c4b6a0f1d92"
 V1 = "c2a7e9d1-4b6f-4a3c-8d21-7e5f9b0a3c14"
-WORKER = "Оксана Мельник (synthetic)"
+
+HOUSEHOLD_EXAMPLE: dict[str, Any] = {
+    "id": H1,
+    "settlement": "UA6308013001",
+    "address": "вул. Центральна, 12",
+    "head_name": "Коваленко Ганна (synthetic)",
+    "members": 3,
+    "decision": "stay",
+    "reasons": ["attachment_to_home", "caring_for_animals_or_land"],
+    "needs": ["medical_escort"],
+    "last_outcome": "contacted",
+    "last_visit_at": "2026-11-20T07:15:00Z",
+    "open_conflicts": 1,
+    "version": 4,
+}
+VISIT_EXAMPLE: dict[str, Any] = {
+    "id": V1,
+    "household_id": H1,
+    "recorded_by": "o.melnyk",
+    "device_id": "5d0c3b8e-1f2a-4c6d-9e7b-8a9f0e1d2c3b",
+    "visited_at": "2026-11-20T07:15:00Z",
+    "visited_at_device": "2026-11-20T04:15:00Z",
+    "clock_corrected": True,
+    "received_at": "2026-11-20T18:02:11Z",
+    "outcome": "contacted",
+    "decision": "stay",
+    "reasons": ["attachment_to_home"],
+    "reason_note": "",
+    "needs": ["medical_escort"],
+    "people_present": 2,
+    "consent_to_share": True,
+    "notes": "Просить зателефонувати сину.",
+    "corrects": None,
+    "fold_state": "folded",
+    "in_fold": True,
+    "review_state": "unreviewed",
+    "review_note": "",
+}
+CONFLICT_EXAMPLE: dict[str, Any] = {
+    "id": "7b3e1f0a-2c4d-4e5f-8a9b-0c1d2e3f4a5b",
+    "household_id": H1,
+    "settlement": "UA6308013001",
+    "address": "вул. Центральна, 12",
+    "field": "decision",
+    "kind": "decision_disagreement",
+    "status": "open",
+    "opened_at": "2026-11-20T18:02:11Z",
+    "household_version": 4,
+    "current_value": "stay",
+    "candidates": [
+        {
+            "id": "0e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b",
+            "item_id": V1,
+            "kind": "visit",
+            "value": "stay",
+            "recorded_by": "o.melnyk",
+            "device_id": "5d0c3b8e-1f2a-4c6d-9e7b-8a9f0e1d2c3b",
+            "recorded_at": "2026-11-20T07:15:00Z",
+        },
+        {
+            "id": "1f2e3d4c-5b6a-4798-8b0c-2d3e4f5a6b7c",
+            "item_id": "d4b8f0e2-5c7a-4b4d-9e32-8f6a0c1b4d25",
+            "kind": "visit",
+            "value": "leave",
+            "recorded_by": "i.bondar",
+            "device_id": "6e1d4c9f-2a3b-4d5e-8f6a-9b0c1d2e3f4a",
+            "recorded_at": "2026-11-20T11:40:00Z",
+        },
+    ],
+    "resolved_at": None,
+    "resolved_by": None,
+    "resolution": None,
+    "resolution_note": "",
+}
 
 ReviewState = Literal["approved", "flagged", "rejected"]
 #: Notes are free text in any language; the long limit is for the rare long explanation.
@@ -23,26 +96,7 @@ ReviewNote = Note
 class HouseholdSummary(BaseModel):
     """A household as the review list shows it."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": H1,
-                    "settlement": "UA6308013001",
-                    "address": "вул. Центральна, 12",
-                    "head_name": "Коваленко Ганна (synthetic)",
-                    "members": 3,
-                    "decision": "stay",
-                    "reasons": ["attachment_to_home", "caring_for_animals_or_land"],
-                    "needs": ["medical_escort"],
-                    "last_outcome": "contacted",
-                    "last_visit_at": "2026-11-20T07:15:00Z",
-                    "open_conflicts": 1,
-                    "version": 4,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [HOUSEHOLD_EXAMPLE]})
 
     id: uuid.UUID
     settlement: str
@@ -59,6 +113,10 @@ class HouseholdSummary(BaseModel):
 
 
 class HouseholdPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [HOUSEHOLD_EXAMPLE], "next": None}]}
+    )
+
     items: list[HouseholdSummary]
     next: str | None = Field(
         description="Pass as `after` to get the next page; null on the last page."
@@ -68,35 +126,7 @@ class HouseholdPage(BaseModel):
 class VisitOut(BaseModel):
     """A stored visit: what the worker recorded, who, from which phone, and its review."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": V1,
-                    "household_id": H1,
-                    "recorded_by": WORKER,
-                    "device_id": "5d0c3b8e-1f2a-4c6d-9e7b-8a9f0e1d2c3b",
-                    "visited_at": "2026-11-20T07:15:00Z",
-                    "visited_at_device": "2026-11-20T04:15:00Z",
-                    "clock_corrected": True,
-                    "received_at": "2026-11-20T18:02:11Z",
-                    "outcome": "contacted",
-                    "decision": "stay",
-                    "reasons": ["attachment_to_home"],
-                    "reason_note": "",
-                    "needs": ["medical_escort"],
-                    "people_present": 2,
-                    "consent_to_share": True,
-                    "notes": "Просить зателефонувати сину.",
-                    "corrects": None,
-                    "fold_state": "folded",
-                    "in_fold": True,
-                    "review_state": "unreviewed",
-                    "review_note": "",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [VISIT_EXAMPLE]})
 
     id: uuid.UUID
     household_id: uuid.UUID
@@ -126,6 +156,10 @@ class VisitOut(BaseModel):
 
 
 class VisitPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [VISIT_EXAMPLE], "next": None}]}
+    )
+
     items: list[VisitOut]
     next: str | None = Field(description="Pass as `after` for the next page; null at the end.")
 
@@ -147,6 +181,17 @@ class ReviewIn(BaseModel):
 
 
 class ReviewedVisit(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "visit": {**VISIT_EXAMPLE, "review_state": "rejected", "in_fold": False},
+                    "household_version": 5,
+                }
+            ]
+        }
+    )
+
     visit: VisitOut
     household_version: int | None = Field(
         description="The household's version after the review; null while it is pending."
@@ -166,48 +211,7 @@ class CandidateOut(BaseModel):
 class ConflictOut(BaseModel):
     """A disagreement over one field of one household, with every candidate value."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "7b3e1f0a-2c4d-4e5f-8a9b-0c1d2e3f4a5b",
-                    "household_id": H1,
-                    "settlement": "UA6308013001",
-                    "address": "вул. Центральна, 12",
-                    "field": "decision",
-                    "kind": "decision_disagreement",
-                    "status": "open",
-                    "opened_at": "2026-11-20T18:02:11Z",
-                    "household_version": 4,
-                    "current_value": "stay",
-                    "candidates": [
-                        {
-                            "id": "0e1d2c3b-4a59-4687-9a0b-1c2d3e4f5a6b",
-                            "item_id": V1,
-                            "kind": "visit",
-                            "value": "stay",
-                            "recorded_by": "o.melnyk",
-                            "device_id": "5d0c3b8e-1f2a-4c6d-9e7b-8a9f0e1d2c3b",
-                            "recorded_at": "2026-11-20T07:15:00Z",
-                        },
-                        {
-                            "id": "1f2e3d4c-5b6a-4798-8b0c-2d3e4f5a6b7c",
-                            "item_id": "d4b8f0e2-5c7a-4b4d-9e32-8f6a0c1b4d25",
-                            "kind": "visit",
-                            "value": "leave",
-                            "recorded_by": "i.bondar",
-                            "device_id": "6e1d4c9f-2a3b-4d5e-8f6a-9b0c1d2e3f4a",
-                            "recorded_at": "2026-11-20T11:40:00Z",
-                        },
-                    ],
-                    "resolved_at": None,
-                    "resolved_by": None,
-                    "resolution": None,
-                    "resolution_note": "",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [CONFLICT_EXAMPLE]})
 
     id: uuid.UUID
     household_id: uuid.UUID
@@ -230,6 +234,10 @@ class ConflictOut(BaseModel):
 
 
 class ConflictPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"items": [CONFLICT_EXAMPLE], "next": None}]}
+    )
+
     items: list[ConflictOut]
     next: str | None = Field(description="Pass as `after` for the next page; null at the end.")
 
@@ -266,6 +274,39 @@ class ResolutionIn(BaseModel):
 class HouseholdDetail(BaseModel):
     """A household with everything recorded about it."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "household": {
+                        **{k: HOUSEHOLD_EXAMPLE[k] for k in ("id", "address", "head_name")},
+                        "settlement_pcode": "UA6308013001",
+                        "phone": "+380000000000",
+                        "members": 3,
+                        "decision": "stay",
+                        "version": 4,
+                        "merged_into": None,
+                    },
+                    "visits": [VISIT_EXAMPLE],
+                    "edits": [
+                        {
+                            "id": "2b4d6f80-1a3c-4e5f-9a7b-0c2d4e6f8a1b",
+                            "recorded_by": "o.melnyk",
+                            "device_id": "5d0c3b8e-1f2a-4c6d-9e7b-8a9f0e1d2c3b",
+                            "observed_at": "2026-11-19T08:00:00Z",
+                            "observed_at_device": "2026-11-19T08:00:00Z",
+                            "received_at": "2026-11-19T17:30:02Z",
+                            "base_version": None,
+                            "fields": {"address": "вул. Центральна, 12", "members": 3},
+                        }
+                    ],
+                    "conflicts": [CONFLICT_EXAMPLE],
+                    "merged_from": [H2],
+                }
+            ]
+        }
+    )
+
     household: dict[str, Any] = Field(description="The canonical state, every column.")
     visits: list[VisitOut]
     edits: list[dict[str, Any]] = Field(
@@ -288,6 +329,20 @@ class MergeIn(BaseModel):
 
 
 class MergeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "survivor_id": H1,
+                    "duplicate_id": H2,
+                    "visits_moved": 2,
+                    "survivor_version": 5,
+                    "already_merged": False,
+                }
+            ]
+        }
+    )
+
     survivor_id: uuid.UUID
     duplicate_id: uuid.UUID
     visits_moved: int

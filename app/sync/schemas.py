@@ -63,6 +63,42 @@ class ItemResult(BaseModel):
 
 
 class PushResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "batch_id": "2f6b9c1d-7e3a-4b5c-8d9e-0a1b2c3d4e5f",
+                    "received_at": "2026-11-20T18:02:11Z",
+                    "clock_offset_seconds": -10800.0,
+                    "results": [
+                        {
+                            "kind": "household",
+                            "id": "3f1c2b7a-8d4e-4a61-9c55-0e7b9a1d2c31",
+                            "status": "applied",
+                            "version": 1,
+                            "conflicts": [],
+                            "errors": [],
+                        },
+                        {
+                            "kind": "visit",
+                            "id": "c2a7e9d1-4b6f-4a3c-8d21-7e5f9b0a3c14",
+                            "status": "rejected",
+                            "version": None,
+                            "conflicts": [],
+                            "errors": [
+                                {
+                                    "field": "visits.0.reasons.0",
+                                    "code": "unknown_code",
+                                    "message": "'tired' is not a reason code",
+                                }
+                            ],
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     batch_id: uuid.UUID
     received_at: datetime
     clock_offset_seconds: float = Field(
@@ -121,6 +157,63 @@ class PulledTombstone(BaseModel):
 
 
 class PullResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "households": [
+                        {
+                            "id": "3f1c2b7a-8d4e-4a61-9c55-0e7b9a1d2c31",
+                            "settlement": "UA6308013001",
+                            "version": 4,
+                            "address": "вул. Центральна, 12",
+                            "location": {"lat": 49.7106, "lon": 37.6156, "accuracy_m": 8},
+                            "head_name": "Коваленко Ганна (synthetic)",
+                            "phone": "+380000000000",
+                            "members": 3,
+                            "members_elderly": 1,
+                            "members_children": 0,
+                            "members_disabled": 0,
+                            "notes": "Собака у дворі.",
+                            "decision": "stay",
+                            "reasons": ["attachment_to_home"],
+                            "needs": ["medical_escort"],
+                            "planned_departure": None,
+                            "last_outcome": "contacted",
+                            "last_visit_at": "2026-11-20T07:15:00Z",
+                            "updated_at": "2026-11-20T18:02:11Z",
+                        }
+                    ],
+                    "settlements": [
+                        {
+                            "pcode": "UA6308013001",
+                            "name_uk": "Куп'янськ-Вузловий",
+                            "name_en": "Kupiansk-Vuzlovyi",
+                            "category": "urban_type_settlement",
+                            "hromada_pcode": "UA6308013",
+                            "hromada_uk": "Куп'янсько-Вузлівська",
+                            "hromada_en": "Kupiansko-Vuzlivska",
+                            "raion_pcode": "UA6308",
+                            "oblast_pcode": "UA63",
+                            "evacuation_ordered": True,
+                            "evacuation_ordered_on": "2023-08-10",
+                        }
+                    ],
+                    "tombstones": [
+                        {
+                            "kind": "household",
+                            "id": "9a6d4e21-5b3c-4f88-8e17-2c4b6a0f1d92",
+                            "reason": "merged",
+                            "merged_into": "3f1c2b7a-8d4e-4a61-9c55-0e7b9a1d2c31",
+                        }
+                    ],
+                    "cursor": "eyJ2IjoxfQ.c2lnbmF0dXJl",
+                    "has_more": False,
+                }
+            ]
+        }
+    )
+
     households: list[PulledHousehold]
     settlements: list[PulledSettlement]
     tombstones: list[PulledTombstone] = Field(
