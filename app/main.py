@@ -6,7 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
 
 from app.api import TAGS, mount_routers
@@ -29,6 +36,13 @@ Press **Authorize** and sign in with your username and password to try a call.
 All data shown in examples is synthetic.
 """
 
+#: Where the docs pages' scripts, stylesheet and icon are served from: the Swagger UI
+#: and ReDoc bundles the pinned `fastapi-offline` package ships, so /docs and /redoc
+#: work at a field office with no internet (no CDN, no web fonts).
+DOCS_ASSETS_URL = "/docs-assets"
+DOCS_ASSETS_PACKAGE = ("fastapi_offline", "static")
+REDOC_CSP = "img-src 'self' data:"
+
 
 def _problem_only_errors(schema: dict[str, Any]) -> dict[str, Any]:
     """Error responses are documented as `application/problem+json` only."""
@@ -39,6 +53,48 @@ def _problem_only_errors(schema: dict[str, Any]) -> dict[str, Any]:
                 if str(status).startswith(("4", "5")) and PROBLEM_JSON in content:
                     content.pop("application/json", None)
     return schema
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs (with its OAuth2 redirect) and ReDoc at /redoc, offline."""
+    assert app.openapi_url is not None
+    assert app.swagger_ui_oauth2_redirect_url is not None
+    openapi_url = app.openapi_url
+    oauth2_redirect_url = app.swagger_ui_oauth2_redirect_url
+    app.mount(DOCS_ASSETS_URL, StaticFiles(packages=[DOCS_ASSETS_PACKAGE]), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=root + oauth2_redirect_url,
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            swagger_ui_parameters=app.swagger_ui_parameters,
+        )
+
+    @app.get(oauth2_redirect_url, include_in_schema=False)
+    async def swagger_ui_oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        page = get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+        # ReDoc's "API docs by Redocly" footer loads its logo from Redocly's CDN (it hides
+        # the image when that fails): images from this server only, so nothing is asked
+        # of the internet and an offline office waits on nothing.
+        page.headers["Content-Security-Policy"] = REDOC_CSP
+        return page
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": True},
+        docs_url=None,  # served by _mount_docs from local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -65,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     mount_routers(app)
+    _mount_docs(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
