@@ -8,6 +8,7 @@ from app.auth.router import devices_router
 from app.auth.router import router as auth_router
 from app.ops.router import router as ops_router
 from app.review.router import router as review_router
+from app.settlements.router import router as settlements_router
 from app.sync.router import router as sync_router
 from app.visits.router import router as codes_router
 
@@ -56,4 +57,5 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(review_router, prefix=API_PREFIX)  # tags per route
     app.include_router(auth_router, prefix=f"{API_PREFIX}/auth", tags=["Auth"])
     app.include_router(devices_router, prefix=f"{API_PREFIX}/devices", tags=["Admin"])
+    app.include_router(settlements_router, prefix=f"{API_PREFIX}/settlements", tags=["Settlements"])
     app.include_router(ops_router, tags=["Operations"])

@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.core.errors import FieldError, Forbidden, Invalid, NotFound
 from app.settlements import repository
-from app.settlements.models import CATEGORIES
+from app.settlements.models import CATEGORIES, Settlement
+from app.settlements.schemas import CodeCount, Progress, SettlementProgress, SettlementSummary
+from app.visits.codes import NEEDS, REASONS_LEAVE, REASONS_STAY, Code
 
 BUNDLED_SETTLEMENTS = Path(__file__).parent / "data" / "settlements-kupianskyi-raion.csv"
 REQUIRED_COLUMNS = (
@@ -212,3 +214,98 @@ async def all_pcodes(session: AsyncSession) -> set[str]:
 async def existing_pcodes(session: AsyncSession, pcodes: Collection[str]) -> set[str]:
     """Which of these P-codes name a known settlement."""
     return await repository.existing_pcodes(session, pcodes)
+
+
+# --- Progress for supervisors --------------------------------------------------------
+
+#: A household with either need counts once in `needs_transport`.
+TRANSPORT_NEEDS = ("transport", "accessible_transport")
+
+
+def _progress_row(
+    settlement: Settlement,
+    tally: repository.HouseholdTally,
+    needs_transport: int,
+    open_conflicts: int,
+) -> dict[str, object]:
+    return {
+        "pcode": settlement.pcode,
+        "name_uk": settlement.name_uk,
+        "name_en": settlement.name_en,
+        "hromada_pcode": settlement.hromada_pcode,
+        "hromada_uk": settlement.hromada_uk,
+        "hromada_en": settlement.hromada_en,
+        "evacuation_ordered": settlement.evacuation_ordered,
+        "evacuation_ordered_on": settlement.evacuation_ordered_on,
+        "progress": Progress(
+            households=tally.households,
+            visited=tally.visited,
+            leave=tally.leave,
+            stay=tally.stay,
+            undecided=tally.undecided,
+            no_decision=tally.no_decision,
+            needs_transport=needs_transport,
+            open_conflicts=open_conflicts,
+            last_visit=tally.last_visit,
+        ),
+    }
+
+
+async def _progress_rows(session: AsyncSession, scope: Scope) -> list[dict[str, object]]:
+    """Each settlement in scope with its counts, by P-code: four aggregate queries in all."""
+    if scope is not None and not scope:
+        return []
+    places = await repository.settlements_in(session, scope)
+    tallies = await repository.household_tallies(session, scope)
+    transport = await repository.households_with_any(session, scope, "needs", TRANSPORT_NEEDS)
+    conflicts = await repository.open_conflicts(session, scope)
+    empty = repository.HouseholdTally()
+    return [
+        _progress_row(
+            s, tallies.get(s.pcode, empty), transport.get(s.pcode, 0), conflicts.get(s.pcode, 0)
+        )
+        for s in places
+    ]
+
+
+async def progress(session: AsyncSession, scope: Scope) -> list[SettlementProgress]:
+    """Where the work stands in every settlement of the scope, by P-code."""
+    return [SettlementProgress.model_validate(row) for row in await _progress_rows(session, scope)]
+
+
+def _code_counts(codes: Sequence[Code], counted: dict[str, int]) -> list[CodeCount]:
+    """Every code of the list (each once), then any stored code the list lacks, with its
+    count; most households first, then by code."""
+    listed: dict[str, Code] = {}
+    for code in codes:
+        listed.setdefault(code.code, code)
+    rows = [
+        CodeCount(
+            code=c.code, en=c.en, uk=c.uk, sensitive=c.sensitive, households=counted.get(c.code, 0)
+        )
+        for c in listed.values()
+    ]
+    rows += [
+        CodeCount(code=code, en=code, uk=code, households=count)
+        for code, count in counted.items()
+        if code not in listed
+    ]
+    return sorted(rows, key=lambda row: (-row.households, row.code))
+
+
+async def summary(session: AsyncSession, pcode: str, scope: Scope) -> SettlementSummary:
+    """One settlement's progress with every reason and need counted. 404 for an unknown
+    P-code, 403 for one outside the scope."""
+    if not await repository.existing_pcodes(session, [pcode]):
+        raise NotFound(f"No settlement with P-code {pcode}.")
+    require_visible(scope, [pcode])
+    [row] = await _progress_rows(session, frozenset([pcode]))
+    reasons = await repository.households_per_code(session, pcode, "reasons")
+    needs = await repository.households_per_code(session, pcode, "needs")
+    return SettlementSummary.model_validate(
+        {
+            **row,
+            "reasons": _code_counts((*REASONS_STAY, *REASONS_LEAVE), reasons),
+            "needs": _code_counts(NEEDS, needs),
+        }
+    )
