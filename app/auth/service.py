@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +34,12 @@ MIN_PASSWORD_LENGTH = 10
 
 class RefreshTokenReused(NotAuthenticated):
     """A rotated refresh token came back: its whole family is revoked, and that must stick."""
+
+    keep_changes = True
+
+
+class SignInRefused(NotAuthenticated):
+    """A failed sign-in: one answer whatever went wrong, and its audit event must stick."""
 
     keep_changes = True
 
@@ -74,6 +81,27 @@ async def _issue_tokens(
     return TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh)
 
 
+async def _refuse_sign_in(
+    session: AsyncSession,
+    username: str,
+    user: User | None,
+    device_id: uuid.UUID | None,
+    reason: str,
+) -> NoReturn:
+    """Record a failed sign-in (never the password typed), then refuse it with the same
+    answer for every reason: the caller learns nothing about which accounts exist."""
+    await audit.record(
+        session,
+        action="auth.login_failed",
+        entity_type="user",
+        entity_id=user.id if user is not None else "",
+        actor_username=username.replace("\x00", "")[:64],
+        reason=reason,
+        after={"device_id": str(device_id) if device_id else None},
+    )
+    raise SignInRefused(BAD_CREDENTIALS)
+
+
 async def _device_for_login(session: AsyncSession, user: User, device_id: uuid.UUID) -> Device:
     """The caller's device, registered on the owner's first sign-in from it."""
     device = await repository.get_device(session, device_id)
@@ -90,9 +118,13 @@ async def _device_for_login(session: AsyncSession, user: User, device_id: uuid.U
             after={"owner": user.username},
         )
         return device
-    if device.owner_id != user.id or device.revoked_at is not None:
-        # Same answer as bad credentials: a stolen phone learns nothing from it.
-        raise NotAuthenticated(BAD_CREDENTIALS)
+    # Same answer as bad credentials: a stolen phone learns nothing from it.
+    if device.owner_id != user.id:
+        await _refuse_sign_in(
+            session, user.username, user, device_id, "phone registered to another account"
+        )
+    if device.revoked_at is not None:
+        await _refuse_sign_in(session, user.username, user, device_id, "phone revoked")
     device.last_seen_at = utcnow()
     return device
 
@@ -118,8 +150,12 @@ async def authenticate(
             ) from None
     user = await repository.get_user_by_username(session, username)
     password_ok = await verify_password(user.password_hash if user else None, password)
-    if user is None or not password_ok or not user.is_active:
-        raise NotAuthenticated(BAD_CREDENTIALS)
+    if user is None:
+        await _refuse_sign_in(session, username, None, device_id, "unknown username")
+    if not password_ok:
+        await _refuse_sign_in(session, username, user, device_id, "wrong password")
+    if not user.is_active:
+        await _refuse_sign_in(session, username, user, device_id, "account disabled")
     if user.role == Role.field_worker and device_id is None:
         raise Invalid(
             "Field workers sign in from their phone: client_id (the device id) is required.",
