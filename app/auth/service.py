@@ -81,6 +81,19 @@ async def _issue_tokens(
     return TokenPair(access_token=access, expires_in=expires_in, refresh_token=refresh)
 
 
+def _as_typed(username: str) -> str:
+    """A typed username as the log can hold it: no NUL, no lone surrogate, at most 64
+    characters (the longest a username can be)."""
+    cleaned = username.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return cleaned[:64]
+
+
+def _could_be_a_username(username: str) -> bool:
+    """Whether looking the name up makes sense: one with a NUL byte or a lone surrogate
+    cannot be stored, and PostgreSQL would refuse the query (a 500, not a 401)."""
+    return username == _as_typed(username)
+
+
 async def _refuse_sign_in(
     session: AsyncSession,
     username: str,
@@ -95,7 +108,7 @@ async def _refuse_sign_in(
         action="auth.login_failed",
         entity_type="user",
         entity_id=user.id if user is not None else "",
-        actor_username=username.replace("\x00", "")[:64],
+        actor_username=_as_typed(username),
         reason=reason,
         after={"device_id": str(device_id) if device_id else None},
     )
@@ -148,7 +161,11 @@ async def authenticate(
                 f"client_id {message}.",
                 errors=[FieldError(field="client_id", code="uuid_parsing", message=message)],
             ) from None
-    user = await repository.get_user_by_username(session, username)
+    user = (
+        await repository.get_user_by_username(session, username)
+        if _could_be_a_username(username)
+        else None
+    )
     password_ok = await verify_password(user.password_hash if user else None, password)
     if user is None:
         await _refuse_sign_in(session, username, None, device_id, "unknown username")

@@ -191,3 +191,31 @@ async def test_sign_in_writes_an_auth_login_audit_event(
         ("user", str(supervisor.id)),
     ]
     assert [e.after for e in events] == [{"device_id": str(device_id)}, {"device_id": None}]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["o.kovalenko\x00", "о" * 65, "Оксана\x00'; DROP TABLE user_account; --"],
+)
+async def test_a_username_that_cannot_exist_gets_the_same_answer_not_a_500(
+    client: httpx.AsyncClient, session: AsyncSession, typed: str
+) -> None:
+    """NUL bytes and lone surrogates cannot be sent to PostgreSQL; such a name is simply
+    unknown, and the failed sign-in is still recorded (cleaned)."""
+    response = await sign_in(client, typed)
+    assert_problem(response, 401, BAD_CREDENTIALS)
+    [event] = await audit_events(session, "auth.login_failed")
+    assert event.reason == "unknown username"
+    assert "\x00" not in event.actor_username
+    assert len(event.actor_username) <= 64
+
+
+async def test_a_username_of_invalid_utf8_gets_the_same_answer(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/token",
+        content=b"grant_type=password&username=%ED%A0%80admin%00&password=x",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert_problem(response, 401, BAD_CREDENTIALS)
