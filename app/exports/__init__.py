@@ -1,0 +1,1 @@
+"""Exports for humanitarian partners: the formats they read, streamed."""
