@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from app.audit.router import router as audit_router
 from app.auth.router import devices_router
 from app.auth.router import router as auth_router
+from app.exports.router import router as exports_router
 from app.ops.router import router as ops_router
 from app.review.router import router as review_router
 from app.settlements.router import router as settlements_router
@@ -56,6 +57,7 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(sync_router, prefix=f"{API_PREFIX}/sync", tags=["Sync (phones)"])
     app.include_router(codes_router, prefix=API_PREFIX, tags=["Sync (phones)"])
     app.include_router(review_router, prefix=API_PREFIX)  # tags per route
+    app.include_router(exports_router, prefix=f"{API_PREFIX}/exports", tags=["Exports"])
     app.include_router(auth_router, prefix=f"{API_PREFIX}/auth", tags=["Auth"])
     app.include_router(devices_router, prefix=f"{API_PREFIX}/devices", tags=["Admin"])
     app.include_router(settlements_router, prefix=f"{API_PREFIX}/settlements", tags=["Settlements"])

@@ -34,11 +34,16 @@ devices_cli = typer.Typer(help="List and revoke field workers' phones.", no_args
 demo_cli = typer.Typer(help="Synthetic demo data.", no_args_is_help=True)
 settlements_cli = typer.Typer(help="Settlement reference data.", no_args_is_help=True)
 feed_cli = typer.Typer(help="The change feed phones pull.", no_args_is_help=True)
+export_cli = typer.Typer(
+    help="Write an export to a file, as a given account would get it over the API.",
+    no_args_is_help=True,
+)
 cli.add_typer(users_cli, name="users")
 cli.add_typer(devices_cli, name="devices")
 cli.add_typer(demo_cli, name="demo")
 cli.add_typer(settlements_cli, name="settlements")
 cli.add_typer(feed_cli, name="feed")
+cli.add_typer(export_cli, name="export")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -305,6 +310,111 @@ def feed_prune(
     cutoff = utcnow() - timedelta(days=days)
     count = _in_transaction(lambda s: feed.prune_tombstones(s, cutoff))
     typer.echo(f"deleted {count} tombstones filed before {cutoff.isoformat(timespec='seconds')}")
+
+
+def _export(
+    kind: str,
+    account: str,
+    out: Path,
+    file_format: str,
+    protected: bool | None,
+    settlement: str | None,
+    hromada: str | None,
+) -> None:
+    from app.auth.service import Principal
+    from app.exports import service as exports
+    from app.exports.repository import Filters
+
+    settings = _settings()
+
+    async def run() -> int:
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        try:
+            async with sessionmaker() as session:
+                user = await auth.get_user_by_username(session, account)
+            principal = Principal(user.id, user.username, user.full_name, Role(user.role), None)
+            with typer.progressbar(length=1, label=f"{kind} -> {out}", file=None) as bar:
+                export = await exports.open_export(
+                    sessionmaker,
+                    settings,
+                    principal,
+                    kind,
+                    file_format,
+                    Filters(settlement=settlement, hromada=hromada),
+                    protect=protected,
+                    progress=bar.update,
+                )
+                bar.length = max(export.rows, 1)
+                with out.open("wb") as sink:
+                    async for chunk in export.chunks:
+                        sink.write(chunk)
+            return export.rows
+        finally:
+            await engine.dispose()
+
+    try:
+        rows = asyncio.run(run())
+    except DomainError as exc:
+        raise _fail(exc.detail) from None
+    typer.echo(f"wrote {rows} rows to {out} (audited as an export by {account})")
+
+
+FormatOption = Annotated[str, typer.Option("--format", help="csv, xlsx, geojson or jsonl.")]
+AccountOption = Annotated[
+    str, typer.Option("--as", help="The account whose export this is (scope, protection).")
+]
+OutOption = Annotated[Path, typer.Option("--out", help="The file to write.", dir_okay=False)]
+ProtectedOption = Annotated[
+    bool | None, typer.Option("--protected/--unprotected", help="Supervisors may ask either.")
+]
+SettlementOption = Annotated[str | None, typer.Option(help="One settlement P-code.")]
+HromadaOption = Annotated[str | None, typer.Option(help="One hromada P-code.")]
+
+
+def _check_format(file_format: str) -> str:
+    if file_format not in ("csv", "xlsx", "geojson", "jsonl"):
+        raise typer.BadParameter("must be csv, xlsx, geojson or jsonl", param_hint="--format")
+    return file_format
+
+
+@export_cli.command("households")
+def export_households(
+    account: AccountOption,
+    out: OutOption,
+    file_format: FormatOption = "csv",
+    protected: ProtectedOption = None,
+    settlement: SettlementOption = None,
+    hromada: HromadaOption = None,
+) -> None:
+    """One row per household."""
+    _export("households", account, out, _check_format(file_format), protected, settlement, hromada)
+
+
+@export_cli.command("visits")
+def export_visits(
+    account: AccountOption,
+    out: OutOption,
+    file_format: FormatOption = "csv",
+    protected: ProtectedOption = None,
+    settlement: SettlementOption = None,
+    hromada: HromadaOption = None,
+) -> None:
+    """One row per visit (supervisors and admins)."""
+    _export("visits", account, out, _check_format(file_format), protected, settlement, hromada)
+
+
+@export_cli.command("settlements")
+def export_settlements(
+    account: AccountOption,
+    out: OutOption,
+    file_format: FormatOption = "csv",
+    protected: ProtectedOption = None,
+    settlement: SettlementOption = None,
+    hromada: HromadaOption = None,
+) -> None:
+    """One row per settlement, with counts."""
+    _export("settlements", account, out, _check_format(file_format), protected, settlement, hromada)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.core.db import create_engine, create_sessionmaker
 from app.core.types import utcnow
@@ -189,3 +192,49 @@ async def test_feed_prune_deletes_old_tombstones_and_raises_the_mark(
     assert kept == [recent]
     state = (await db.execute(select(FeedState))).scalar_one()
     assert (state.pruned_txid, state.pruned_seq) > (0, 0)
+
+
+async def test_export_writes_the_file_the_account_would_get(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
+    assert (
+        fieldsync(database_url, "settlements", "import", str(BUNDLED_SETTLEMENTS)).returncode == 0
+    )
+    assert fieldsync(database_url, "demo", "load", "--households", "40").returncode == 0
+    for name, role in (("olena", "supervisor"), ("ngo", "partner")):
+        created = fieldsync(
+            database_url, "users", "create", name, "--role", role,
+            "--password", "a-long-synthetic-password",
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+
+    out = tmp_path / "households.csv"
+    exported = fieldsync(database_url, "export", "households", "--as", "olena", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert "wrote 40 rows" in exported.stdout
+    lines = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert len(lines) == 2 + 40
+    assert lines[1][0] == "#meta +id"
+    [event] = (
+        await db.execute(select(AuditEvent).where(col(AuditEvent.action) == "export"))
+    ).scalars()
+    assert event.actor_username == "olena"
+    assert event.after is not None
+    assert event.after["rows"] == 40
+
+    # The demo households have no consenting visit yet: a partner gets none of them.
+    partner_out = tmp_path / "partner.jsonl"
+    partner = fieldsync(
+        database_url, "export", "households", "--as", "ngo", "--format", "jsonl",
+        "--out", str(partner_out),
+    )  # fmt: skip
+    assert partner.returncode == 0, partner.stderr
+    assert partner_out.read_bytes() == b""
+    refused = fieldsync(
+        database_url, "export", "visits", "--as", "ngo", "--out", str(tmp_path / "v.csv")
+    )
+    assert refused.returncode == 1
+    assert "Visit-level exports are for supervisors" in refused.stderr
+    wrong = fieldsync(database_url, "export", "households", "--as", "olena", "--format", "pdf",
+                      "--out", str(tmp_path / "x"))  # fmt: skip
+    assert wrong.returncode == 2

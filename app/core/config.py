@@ -56,6 +56,17 @@ class Settings(DatabaseSettings):
     batch_max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     conflict_window_hours: float = Field(default=24.0, gt=0)
     clock_tolerance_seconds: float = Field(default=120.0, ge=0)
+    export_org: str = Field(
+        default="FieldSync",
+        max_length=200,
+        description="The organisation named in every export's #org column.",
+    )
+    export_min_count: int = Field(
+        default=5,
+        ge=2,
+        le=100,
+        description="k: in a protected settlement summary, counts from 1 to k-1 are hidden.",
+    )
     duplicate_distance_m: float = Field(
         default=25.0,
         ge=0,

@@ -1,0 +1,310 @@
+"""The queries behind exports: streamed rows, never a whole table in memory.
+
+Each export reads in one transaction (REPEATABLE READ on PostgreSQL; SQLite's read
+transaction is a snapshot), so the row count recorded in the audit log is the number of
+rows streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, false, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.models import User
+from app.core.db import one_of
+from app.households.models import Household
+from app.settlements.models import Settlement
+from app.visits.models import Visit
+
+_h = Household.__table__.c  # type: ignore[attr-defined]
+_v = Visit.__table__.c  # type: ignore[attr-defined]
+_s = Settlement.__table__.c  # type: ignore[attr-defined]
+_u = User.__table__.c  # type: ignore[attr-defined]
+_correcting = Visit.__table__.alias("correcting")  # type: ignore[attr-defined]
+
+#: Rows fetched from the database at a time: memory stays flat whatever the total.
+FETCH_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to export. Dates are whole days, `date_to` included."""
+
+    settlement: str | None = None
+    hromada: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    decision: str | None = None
+    as_of: datetime | None = None
+
+
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _where_settlement(
+    session: AsyncSession, scope: frozenset[str] | None, filters: Filters
+) -> list[Any]:
+    conditions: list[Any] = []
+    if scope is not None:
+        conditions.append(one_of(session, _s.pcode, scope) if scope else false())
+    if filters.settlement is not None:
+        conditions.append(_s.pcode == filters.settlement)
+    if filters.hromada is not None:
+        conditions.append(_s.hromada_pcode == filters.hromada)
+    return conditions
+
+
+def _in_days(column: Any, filters: Filters) -> list[Any]:
+    conditions = []
+    if filters.date_from is not None:
+        conditions.append(column >= _start_of(filters.date_from))
+    if filters.date_to is not None:
+        conditions.append(column < _start_of(filters.date_to) + _ONE_DAY)
+    return conditions
+
+
+_ONE_DAY = timedelta(days=1)
+
+SETTLEMENT_COLUMNS = (
+    _s.pcode.label("settlement_pcode"),
+    _s.name_uk.label("settlement_name"),
+    _s.hromada_pcode,
+    _s.hromada_uk.label("hromada_name"),
+    _s.raion_pcode,
+    _s.oblast_pcode,
+)
+
+HOUSEHOLD_COLUMNS = (
+    _h.id,
+    _h.address,
+    _h.lat,
+    _h.lon,
+    _h.head_name,
+    _h.phone,
+    _h.members,
+    _h.members_elderly,
+    _h.members_children,
+    _h.members_disabled,
+    _h.notes,
+    _h.created_at,
+)
+#: The state a fold of visits gives a household (as of now, or as of a time).
+STATE_COLUMNS = (
+    "decision",
+    "reasons",
+    "needs",
+    "planned_departure",
+    "last_outcome",
+    "last_visit_at",
+    "consent_to_share",
+)
+
+
+def _visits_known_by(as_of: datetime) -> Any:
+    """Visits the server had received by `as_of` that still count: not rejected, and not
+    replaced by a correction it had received by then."""
+    replaced = exists().where(
+        _correcting.c.corrects == _v.id,
+        _correcting.c.household_id == _v.household_id,
+        _correcting.c.review_state != "rejected",
+        _correcting.c.received_at <= as_of,
+    )
+    return and_(_v.received_at <= as_of, _v.review_state != "rejected", ~replaced)
+
+
+def _state_as_of(as_of: datetime) -> tuple[Any, Any]:
+    """Subqueries giving each household's state folded from the visits received by
+    `as_of`: the latest visit (any outcome) and the latest contacted one, in fold order
+    (corrected time, then device id, then visit id)."""
+
+    def latest(*conditions: Any) -> Any:
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=_v.household_id,
+                order_by=(_v.visited_at.desc(), _v.device_id.desc(), _v.id.desc()),
+            )
+            .label("rank")
+        )
+        inner = (
+            select(
+                _v.household_id,
+                _v.outcome,
+                _v.visited_at,
+                _v.decision,
+                _v.reasons,
+                _v.needs,
+                _v.planned_departure,
+                _v.consent_to_share,
+                rank,
+            )
+            .where(_visits_known_by(as_of), *conditions)
+            .subquery()
+        )
+        return select(inner).where(inner.c.rank == 1).subquery()
+
+    return latest(), latest(_v.outcome == "contacted")
+
+
+def households_query(
+    session: AsyncSession,
+    scope: frozenset[str] | None,
+    filters: Filters,
+    *,
+    consenting_only: bool,
+) -> Select[Any]:
+    """One row per household (not merged away) in its canonical state, or in its state as
+    of `filters.as_of`, with its settlement's codes and names; in id order."""
+    conditions = [_h.merged_into.is_(None), *_where_settlement(session, scope, filters)]
+    if filters.as_of is None:
+        state = [_h[name] for name in STATE_COLUMNS]
+        query = select(*HOUSEHOLD_COLUMNS, *SETTLEMENT_COLUMNS, *state).join_from(
+            Household.__table__,  # type: ignore[attr-defined]
+            Settlement.__table__,  # type: ignore[attr-defined]
+            _h.settlement_pcode == _s.pcode,
+        )
+        decision, consent, visited = _h.decision, _h.consent_to_share, _h.last_visit_at
+    else:
+        last, contact = _state_as_of(filters.as_of)
+        query = (
+            select(
+                *HOUSEHOLD_COLUMNS,
+                *SETTLEMENT_COLUMNS,
+                contact.c.decision,
+                contact.c.reasons,
+                contact.c.needs,
+                contact.c.planned_departure,
+                last.c.outcome.label("last_outcome"),
+                last.c.visited_at.label("last_visit_at"),
+                contact.c.consent_to_share,
+            )
+            .join_from(
+                Household.__table__,  # type: ignore[attr-defined]
+                Settlement.__table__,  # type: ignore[attr-defined]
+                _h.settlement_pcode == _s.pcode,
+            )
+            .outerjoin(last, last.c.household_id == _h.id)
+            .outerjoin(contact, contact.c.household_id == _h.id)
+        )
+        conditions.append(_h.created_at <= filters.as_of)
+        decision, consent, visited = (
+            contact.c.decision,
+            contact.c.consent_to_share,
+            last.c.visited_at,
+        )
+    if consenting_only:
+        conditions.append(consent.is_(True))
+    if filters.decision is not None:
+        conditions.append(decision == filters.decision)
+    conditions += _in_days(visited, filters)
+    return query.where(*conditions).order_by(_h.id)
+
+
+def visits_query(
+    session: AsyncSession, scope: frozenset[str] | None, filters: Filters
+) -> Select[Any]:
+    """One row per stored visit of a known household, with its settlement and worker; in
+    (visited_at, id) order. `as_of` keeps the visits received by then."""
+    replaced = exists().where(
+        _correcting.c.corrects == _v.id,
+        _correcting.c.household_id == _v.household_id,
+        _correcting.c.review_state != "rejected",
+    )
+    conditions = [*_where_settlement(session, scope, filters), *_in_days(_v.visited_at, filters)]
+    if filters.decision is not None:
+        conditions.append(_v.decision == filters.decision)
+    if filters.as_of is not None:
+        conditions.append(_v.received_at <= filters.as_of)
+    return (
+        select(
+            _v.id,
+            _v.household_id,
+            _v.visited_at,
+            _v.received_at,
+            _v.outcome,
+            _v.decision,
+            _v.reasons,
+            _v.reason_note,
+            _v.leave_mode,
+            _v.signed_refusal,
+            _v.people_present,
+            _v.needs,
+            _v.planned_departure,
+            _v.destination,
+            _v.consent_to_share,
+            _v.lat,
+            _v.lon,
+            _v.notes,
+            _v.review_state,
+            _v.corrects,
+            (~replaced & (_v.review_state != "rejected")).label("in_fold"),
+            _u.username.label("recorded_by"),
+            *SETTLEMENT_COLUMNS,
+        )
+        .join_from(
+            Visit.__table__,  # type: ignore[attr-defined]
+            Household.__table__,  # type: ignore[attr-defined]
+            _h.id == _v.household_id,
+        )
+        .join(Settlement.__table__, _s.pcode == _h.settlement_pcode)  # type: ignore[attr-defined]
+        .join(User.__table__, _u.id == _v.recorded_by)  # type: ignore[attr-defined]
+        .where(*conditions)
+        .order_by(_v.visited_at, _v.id)
+    )
+
+
+def settlements_query(
+    session: AsyncSession, scope: frozenset[str] | None, filters: Filters
+) -> Select[Any]:
+    conditions = _where_settlement(session, scope, filters)
+    return (
+        select(*SETTLEMENT_COLUMNS, _s.hromada_en, _s.name_en.label("settlement_name_en"))
+        .where(*conditions)
+        .order_by(_s.pcode)
+    )
+
+
+async def count(session: AsyncSession, query: Select[Any]) -> int:
+    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return int(total or 0)
+
+
+async def stream(session: AsyncSession, query: Select[Any]) -> AsyncIterator[dict[str, Any]]:
+    """The query's rows as dicts, fetched a few thousand at a time."""
+    result = await session.stream(query.execution_options(yield_per=FETCH_ROWS))
+    async for partition in result.mappings().partitions():
+        for row in partition:
+            yield dict(row)
+
+
+async def begin_snapshot(session: AsyncSession) -> None:
+    """Make every read of this session see one snapshot (PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+async def centroids(
+    session: AsyncSession, scope: frozenset[str] | None, at_least: int
+) -> dict[str, tuple[float, float]]:
+    """Each settlement's centroid, the mean of its households' locations rounded to 0.01°
+    (about a kilometre), where at least `at_least` households are located: a centroid of
+    one or two houses would point at them."""
+    conditions: list[Any] = [_h.lat.is_not(None), _h.lon.is_not(None), _h.merged_into.is_(None)]
+    if scope is not None:
+        conditions.append(one_of(session, _h.settlement_pcode, scope) if scope else false())
+    result = await session.execute(
+        select(_h.settlement_pcode, func.avg(_h.lat), func.avg(_h.lon), func.count())
+        .where(*conditions)
+        .group_by(_h.settlement_pcode)
+    )
+    return {
+        pcode: (round(float(lat), 2), round(float(lon), 2))
+        for pcode, lat, lon, located in result
+        if located >= at_least
+    }

@@ -1,0 +1,532 @@
+"""Exports for humanitarian partners and supervisors: which rows, which columns, and what
+data protection does to them. The file formats are in formats.py.
+
+Partner data protection (`protected`), the default for partners and not theirs to turn
+off:
+- no names, phone numbers, addresses, exact locations or free text;
+- no sensitive reasons at household level;
+- household (and visit) ids replaced by a pseudonym: HMAC-SHA256 under a key derived
+  from the server's key and the requesting account, so it is stable across that
+  account's exports, different for every account, and irreversible without the key;
+- dates coarsened to the ISO week, household sizes top-coded;
+- locations coarsened to the settlement's centroid, and only where enough households
+  are located for the centroid not to point at one of them;
+- only households whose latest contacted visit consented to sharing;
+- in the settlement summary, counts from 1 to k-1 suppressed, and enough others with
+  them that no suppressed cell follows from the row's total.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.audit import service as audit
+from app.auth.models import Role
+from app.auth.service import Principal
+from app.core.config import Settings
+from app.core.errors import Forbidden
+from app.exports import formats, repository
+from app.exports.formats import Column
+from app.exports.repository import Filters
+from app.settlements import service as settlements
+from app.visits import codes
+
+KINDS = ("households", "visits", "settlements")
+
+#: Admin-1 and admin-2 names for the P-codes of the bundled settlements (KATOTTG).
+ADMIN_NAMES = {"UA63": "Харківська", "UA6308": "Куп'янський"}
+
+#: Top-coding: the largest count shown as itself; larger ones show as "N+".
+TOP_MEMBERS = 8
+TOP_VULNERABLE = 3
+
+
+def pseudonym_key(secret: str, account: uuid.UUID) -> bytes:
+    """The key of one account's pseudonyms."""
+    return hmac.new(secret.encode(), b"fieldsync-pseudonym\x00" + account.bytes, "sha256").digest()
+
+
+def pseudonym(key: bytes, internal_id: uuid.UUID) -> str:
+    """A stable, irreversible stand-in for an id: 26 base32 characters (130 bits)."""
+    digest = hmac.new(key, internal_id.bytes, hashlib.sha256).digest()
+    return "p" + base64.b32encode(digest).decode().lower().rstrip("=")[:25]
+
+
+def iso_week(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    year, week, _ = value.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def top_coded(value: int | None, top: int) -> str | None:
+    if value is None:
+        return None
+    return f"{top}+" if value >= top else str(value)
+
+
+def _admin_columns() -> list[Column]:
+    return [
+        Column("adm1_code", "#adm1 +code"),
+        Column("adm1_name", "#adm1 +name"),
+        Column("adm2_code", "#adm2 +code"),
+        Column("adm2_name", "#adm2 +name"),
+        Column("adm3_code", "#adm3 +code"),
+        Column("adm3_name", "#adm3 +name"),
+        Column("adm4_code", "#adm4 +code"),
+        Column("adm4_name", "#adm4 +name"),
+    ]
+
+
+def _admin_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "adm1_code": row["oblast_pcode"],
+        "adm1_name": ADMIN_NAMES.get(row["oblast_pcode"], ""),
+        "adm2_code": row["raion_pcode"],
+        "adm2_name": ADMIN_NAMES.get(row["raion_pcode"], ""),
+        "adm3_code": row["hromada_pcode"],
+        "adm3_name": row["hromada_name"],
+        "adm4_code": row["settlement_pcode"],
+        "adm4_name": row["settlement_name"],
+    }
+
+
+@dataclass
+class Export:
+    """An export ready to stream: its name, type, row count and bytes."""
+
+    filename: str
+    media_type: str
+    rows: int
+    chunks: AsyncIterator[bytes]
+
+
+@dataclass
+class _Plan:
+    columns: list[Column]
+    shape: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _household_plan(
+    settings: Settings, protected: bool, key: bytes, centroids: Mapping[str, Any]
+) -> _Plan:
+    org = settings.export_org
+    columns = [
+        Column("household", "#meta +id"),
+        Column("org", "#org +name"),
+        *_admin_columns(),
+        Column("last_visit", "#date +reported", "text" if protected else "datetime"),
+        Column("last_outcome", "#indicator +last_outcome"),
+        Column("decision", "#indicator +evac_decision"),
+        Column("reasons", "#indicator +reasons", "list"),
+        Column("needs", "#need", "list"),
+        Column("planned_departure", "#date +departure +planned", "text" if protected else "date"),
+        Column("members", "#population +total", "text" if protected else "int"),
+        Column("members_elderly", "#population +elderly", "text" if protected else "int"),
+        Column("members_children", "#population +children", "text" if protected else "int"),
+        Column("members_disabled", "#population +disabled", "text" if protected else "int"),
+    ]
+    if not protected:
+        columns += [
+            Column("consent_to_share", "#indicator +consent", "bool"),
+            Column("address", "#loc +address"),
+            Column("head_name", "#respondee +name"),
+            Column("phone", "#contact +phone"),
+            Column("notes", "#description +notes"),
+            Column("lat", "#geo +lat", "float"),
+            Column("lon", "#geo +lon", "float"),
+        ]
+
+    def shape(row: dict[str, Any]) -> dict[str, Any]:
+        reasons = list(row["reasons"] or [])
+        out = {
+            "household": pseudonym(key, row["id"]) if protected else str(row["id"]),
+            "org": org,
+            **_admin_values(row),
+            "last_outcome": row["last_outcome"],
+            "decision": row["decision"],
+            "needs": list(row["needs"] or []),
+        }
+        if protected:
+            centroid = centroids.get(row["settlement_pcode"])
+            out |= {
+                "last_visit": iso_week(row["last_visit_at"]),
+                "reasons": [r for r in reasons if r not in codes.SENSITIVE_REASONS],
+                "planned_departure": iso_week(row["planned_departure"]),
+                "members": top_coded(row["members"], TOP_MEMBERS),
+                "members_elderly": top_coded(row["members_elderly"], TOP_VULNERABLE),
+                "members_children": top_coded(row["members_children"], TOP_VULNERABLE),
+                "members_disabled": top_coded(row["members_disabled"], TOP_VULNERABLE),
+                "_lat": centroid[0] if centroid else None,
+                "_lon": centroid[1] if centroid else None,
+            }
+        else:
+            out |= {
+                "last_visit": row["last_visit_at"],
+                "reasons": reasons,
+                "planned_departure": row["planned_departure"],
+                **{n: row[n] for n in ("members", "members_elderly", "members_children")},
+                "members_disabled": row["members_disabled"],
+                "consent_to_share": row["consent_to_share"],
+                **{n: row[n] for n in ("address", "head_name", "phone", "notes")},
+                "lat": row["lat"],
+                "lon": row["lon"],
+                "_lat": row["lat"],
+                "_lon": row["lon"],
+            }
+        return out
+
+    return _Plan(columns, shape)
+
+
+def _visit_plan(settings: Settings, protected: bool, key: bytes) -> _Plan:
+    columns = [
+        Column("visit", "#meta +id"),
+        Column("household", "#meta +household"),
+        Column("org", "#org +name"),
+        *_admin_columns(),
+        Column("visited", "#date +occurred", "text" if protected else "datetime"),
+        Column("received", "#date +reported", "text" if protected else "datetime"),
+        Column("outcome", "#indicator +outcome"),
+        Column("decision", "#indicator +evac_decision"),
+        Column("reasons", "#indicator +reasons", "list"),
+        Column("leave_mode", "#indicator +leave_mode"),
+        Column("signed_refusal", "#indicator +signed_refusal", "bool"),
+        Column("people_present", "#population +present", "text" if protected else "int"),
+        Column("needs", "#need", "list"),
+        Column("planned_departure", "#date +departure +planned", "text" if protected else "date"),
+        Column("consent_to_share", "#indicator +consent", "bool"),
+        Column("review_state", "#indicator +review"),
+        Column("counts", "#indicator +in_fold", "bool"),
+    ]
+    if not protected:
+        columns += [
+            Column("recorded_by", "#contact +enumerator"),
+            Column("reason_note", "#description +reason"),
+            Column("destination", "#loc +destination"),
+            Column("notes", "#description +notes"),
+            Column("lat", "#geo +lat", "float"),
+            Column("lon", "#geo +lon", "float"),
+        ]
+    org = settings.export_org
+
+    def shape(row: dict[str, Any]) -> dict[str, Any]:
+        reasons = list(row["reasons"] or [])
+        out = {
+            "org": org,
+            **_admin_values(row),
+            **{n: row[n] for n in ("outcome", "decision", "leave_mode", "signed_refusal")},
+            "needs": list(row["needs"] or []),
+            "consent_to_share": row["consent_to_share"],
+            "review_state": row["review_state"],
+            "counts": bool(row["in_fold"]),
+        }
+        if protected:
+            return out | {
+                "visit": pseudonym(key, row["id"]),
+                "household": pseudonym(key, row["household_id"]),
+                "visited": iso_week(row["visited_at"]),
+                "received": iso_week(row["received_at"]),
+                "reasons": [r for r in reasons if r not in codes.SENSITIVE_REASONS],
+                "people_present": top_coded(row["people_present"], TOP_MEMBERS),
+                "planned_departure": iso_week(row["planned_departure"]),
+                "_lat": None,
+                "_lon": None,
+            }
+        return out | {
+            "visit": str(row["id"]),
+            "household": str(row["household_id"]),
+            "visited": row["visited_at"],
+            "received": row["received_at"],
+            "reasons": reasons,
+            "people_present": row["people_present"],
+            "planned_departure": row["planned_departure"],
+            **{n: row[n] for n in ("recorded_by", "reason_note", "destination", "notes")},
+            "lat": row["lat"],
+            "lon": row["lon"],
+            "_lat": row["lat"],
+            "_lon": row["lon"],
+        }
+
+    return _Plan(columns, shape)
+
+
+# The settlement summary ----------------------------------------------------------------
+
+DECISION_CELLS = ("leave", "stay", "undecided", "no_decision")
+PEOPLE_CELLS = ("people", "elderly", "children", "disabled")
+REASONS = tuple(dict.fromkeys(c.code for c in (*codes.REASONS_STAY, *codes.REASONS_LEAVE)))
+NEED_CODES = tuple(c.code for c in codes.NEEDS)
+
+
+def summary_columns() -> list[Column]:
+    return [
+        Column("org", "#org +name"),
+        *_admin_columns(),
+        Column("households", "#indicator +households +total", "int"),
+        Column("visited", "#indicator +households +visited", "int"),
+        *(Column(f"decision_{d}", f"#indicator +households +{d}", "int") for d in DECISION_CELLS),
+        Column("people", "#population +total", "int"),
+        Column("elderly", "#population +elderly", "int"),
+        Column("children", "#population +children", "int"),
+        Column("disabled", "#population +disabled", "int"),
+        *(Column(f"reason_{r}", f"#indicator +households +reason_{r}", "int") for r in REASONS),
+        *(Column(f"need_{n}", f"#need +households +{n}", "int") for n in NEED_CODES),
+    ]
+
+
+def tally(rows: Iterable[Mapping[str, Any]]) -> dict[str, Counter[str]]:
+    """Counts per settlement from household rows."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        add_to_tally(counts, row)
+    return counts
+
+
+def add_to_tally(counts: dict[str, Counter[str]], row: Mapping[str, Any]) -> None:
+    count = counts[row["settlement_pcode"]]
+    count["households"] += 1
+    count["visited"] += row["last_visit_at"] is not None
+    count[f"decision_{row['decision'] or 'no_decision'}"] += 1
+    count["people"] += row["members"] or 0
+    count["elderly"] += row["members_elderly"] or 0
+    count["children"] += row["members_children"] or 0
+    count["disabled"] += row["members_disabled"] or 0
+    for reason in set(row["reasons"] or []):
+        count[f"reason_{reason}"] += 1
+    for need in set(row["needs"] or []):
+        count[f"need_{need}"] += 1
+
+
+#: Cells of a row that add up to another cell of it: hiding one of them alone would not
+#: hide it, since the total minus the visible ones gives it back.
+PARTITIONS = (("households", tuple(f"decision_{d}" for d in DECISION_CELLS)),)
+
+
+def suppress(cells: dict[str, int | None], k: int) -> dict[str, int | None]:
+    """Small counts (1 to k-1) hidden as None, with secondary suppression.
+
+    A row whose household count is itself small is hidden whole: every count in it
+    describes a handful of families. Within a partition (cells adding up to a visible
+    total), a single hidden cell would be the total minus the others, so the smallest
+    other cell is hidden too.
+    """
+    if 0 < (cells.get("households") or 0) < k:
+        return dict.fromkeys(cells)
+    out: dict[str, int | None] = {
+        name: None if value is not None and 0 < value < k else value
+        for name, value in cells.items()
+    }
+    for total, parts in PARTITIONS:
+        if out.get(total) is None:
+            continue
+        hidden = [p for p in parts if out[p] is None]
+        if len(hidden) == 1:
+            shown = [p for p in parts if out[p] is not None]
+            out[min(shown, key=lambda p: (out[p] == 0, out[p] or 0, p))] = None
+    return out
+
+
+def summary_cells(count: Counter[str] | None) -> dict[str, int | None]:
+    names = [c.name for c in summary_columns() if c.kind == "int"]
+    return {name: (count or Counter())[name] for name in names}
+
+
+# Opening an export ----------------------------------------------------------------------
+
+
+async def _scope(session: AsyncSession, principal: Principal) -> frozenset[str] | None:
+    """Partners, like supervisors, export their assigned settlements, or all of them."""
+    role = Role.supervisor if principal.role is Role.partner else principal.role
+    return await settlements.visible_pcodes(session, principal.user_id, role)
+
+
+def _protection(principal: Principal, kind: str, protect: bool | None) -> bool:
+    if principal.role is Role.partner:
+        if kind == "visits":
+            raise Forbidden("Visit-level exports are for supervisors and administrators.")
+        if protect is False:
+            raise Forbidden("Partner exports are always protected; leave `protected` out.")
+        return True
+    if principal.role not in (Role.supervisor, Role.admin):
+        raise Forbidden("Exports are for supervisors, administrators and partners.")
+    return bool(protect)
+
+
+async def open_export(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    principal: Principal,
+    kind: str,
+    file_format: str,
+    filters: Filters,
+    *,
+    protect: bool | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Export:
+    """Check who may export what, count the rows, record the export in the audit log
+    (committed before the first byte leaves), and return the bytes to stream."""
+    protected = _protection(principal, kind, protect)
+    session = sessionmaker()
+    try:
+        await repository.begin_snapshot(session)
+        scope = await _scope(session, principal)
+        if filters.settlement is not None:
+            settlements.require_visible(scope, [filters.settlement])
+        key = pseudonym_key(settings.secret_key.get_secret_value(), principal.user_id)
+        if kind == "settlements":
+            query = repository.settlements_query(session, scope, filters)
+        elif kind == "visits":
+            query = repository.visits_query(session, scope, filters)
+        else:
+            query = repository.households_query(session, scope, filters, consenting_only=protected)
+        total = await repository.count(session, query)
+        await _record(sessionmaker, principal, kind, file_format, filters, protected, total)
+        rows = _rows(session, settings, kind, filters, scope, protected, key)
+        if progress is not None:
+            rows = _counted(rows, progress)
+        columns = _columns(settings, kind, protected)
+    except BaseException:
+        await session.close()
+        raise
+    chunks = _encoded(columns, rows, file_format, session)
+    today = datetime.now(UTC).date().isoformat()
+    suffix = "-protected" if protected else ""
+    return Export(
+        filename=f"fieldsync-{kind}{suffix}-{today}.{formats.EXTENSIONS[file_format]}",
+        media_type=formats.MEDIA_TYPES[file_format],
+        rows=total,
+        chunks=chunks,
+    )
+
+
+async def _record(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    kind: str,
+    file_format: str,
+    filters: Filters,
+    protected: bool,
+    total: int,
+) -> None:
+    async with sessionmaker() as session:
+        await audit.record(
+            session,
+            action="export",
+            entity_type="export",
+            entity_id=kind,
+            actor_id=principal.user_id,
+            actor_username=principal.username,
+            after={
+                "kind": kind,
+                "format": file_format,
+                "filters": {
+                    name: value.isoformat() if isinstance(value, date | datetime) else value
+                    for name, value in vars(filters).items()
+                    if value is not None
+                },
+                "rows": total,
+                "protected": protected,
+                "pii": not protected,
+            },
+        )
+        await session.commit()
+
+
+def _columns(settings: Settings, kind: str, protected: bool) -> list[Column]:
+    if kind == "settlements":
+        return summary_columns()
+    if kind == "visits":
+        return _visit_plan(settings, protected, b"").columns
+    return _household_plan(settings, protected, b"", {}).columns
+
+
+async def _rows(
+    session: AsyncSession,
+    settings: Settings,
+    kind: str,
+    filters: Filters,
+    scope: frozenset[str] | None,
+    protected: bool,
+    key: bytes,
+) -> AsyncIterator[dict[str, Any]]:
+    k = settings.export_min_count
+    if kind == "households":
+        centroids = await repository.centroids(session, scope, k) if protected else {}
+        plan = _household_plan(settings, protected, key, centroids)
+        query = repository.households_query(session, scope, filters, consenting_only=protected)
+        async for row in repository.stream(session, query):
+            yield plan.shape(row)
+    elif kind == "visits":
+        plan = _visit_plan(settings, protected, key)
+        async for row in repository.stream(
+            session, repository.visits_query(session, scope, filters)
+        ):
+            yield plan.shape(row)
+    else:
+        counts: dict[str, Counter[str]] = defaultdict(Counter)
+        households = repository.households_query(session, scope, filters, consenting_only=False)
+        async for row in repository.stream(session, households):
+            add_to_tally(counts, row)
+        centroids = await repository.centroids(session, scope, k)
+        async for row in repository.stream(
+            session, repository.settlements_query(session, scope, filters)
+        ):
+            cells = summary_cells(counts.get(row["settlement_pcode"]))
+            centroid = centroids.get(row["settlement_pcode"])
+            yield {
+                "org": settings.export_org,
+                **_admin_values(row),
+                **(suppress(cells, k) if protected else cells),
+                "_lat": centroid[0] if centroid else None,
+                "_lon": centroid[1] if centroid else None,
+            }
+
+
+async def _counted(
+    rows: AsyncIterator[dict[str, Any]], progress: Callable[[int], None]
+) -> AsyncIterator[dict[str, Any]]:
+    """The rows, telling `progress` how many went by, a thousand at a time."""
+    done = 0
+    async for row in rows:
+        yield row
+        done += 1
+        if done % 1000 == 0:
+            progress(1000)
+    progress(done % 1000)
+
+
+async def _encoded(
+    columns: Sequence[Column],
+    rows: AsyncIterator[dict[str, Any]],
+    file_format: str,
+    session: AsyncSession,
+) -> AsyncIterator[bytes]:
+    """The rows in the file format; the export's session ends with the stream."""
+    try:
+        if file_format == "csv":
+            chunks = formats.csv_chunks(columns, rows)
+        elif file_format == "xlsx":
+            chunks = formats.xlsx_chunks(columns, rows)
+        elif file_format == "jsonl":
+            chunks = formats.jsonl_chunks(columns, rows)
+        else:
+            chunks = formats.geojson_chunks(columns, rows, lon="_lon", lat="_lat")
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            if isinstance(chunks, AsyncGenerator):  # closes the rows and the database cursor
+                await chunks.aclose()
+    finally:
+        await session.close()
