@@ -361,3 +361,21 @@ async def test_visit_level_export_for_supervisors(seeded: Seeded) -> None:
     assert len(records) == 7
     assert {r["recorded_by"] for r in records} == {seeded.worker.user.username}
     assert SECRETS["reason_note"] in response.text
+
+
+async def test_filters_narrow_the_rows(seeded: Seeded) -> None:
+    async def count(**params: Any) -> int:
+        response = await seeded.export(seeded.supervisor, "households", "jsonl", **params)
+        assert response.status_code == 200, response.text
+        return len(_records("jsonl", response.content))
+
+    today = now().date()
+    assert await count() == 7
+    assert await count(decision="leave") == 1
+    assert await count(hromada="UA6308013") == 7
+    assert await count(hromada="UA6308011") == 0
+    assert await count(date_from=today.isoformat(), date_to=today.isoformat()) == 7
+    assert await count(date_from=(today + timedelta(days=1)).isoformat()) == 0
+    assert await count(date_to=(today - timedelta(days=1)).isoformat()) == 0
+    visits = await seeded.export(seeded.supervisor, "visits", "jsonl", decision="leave")
+    assert len(_records("jsonl", visits.content)) == 1
