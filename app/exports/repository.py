@@ -64,8 +64,8 @@ def _in_days(column: Any, filters: Filters) -> list[Any]:
     conditions = []
     if filters.date_from is not None:
         conditions.append(column >= _start_of(filters.date_from))
-    if filters.date_to is not None:
-        conditions.append(column < _start_of(filters.date_to) + _ONE_DAY)
+    if filters.date_to is not None and filters.date_to < date.max:
+        conditions.append(column < _start_of(filters.date_to + _ONE_DAY))
     return conditions
 
 
@@ -198,8 +198,8 @@ def households_query(
             contact.c.consent_to_share,
             last.c.visited_at,
         )
-    if consenting_only:
-        conditions.append(consent.is_(True))
+    if consenting_only:  # as it was then and as it is now: a withdrawal holds
+        conditions += [consent.is_(True), _h.consent_to_share.is_(True)]
     if filters.decision is not None:
         conditions.append(decision == filters.decision)
     conditions += _in_days(visited, filters)
@@ -207,7 +207,11 @@ def households_query(
 
 
 def visits_query(
-    session: AsyncSession, scope: frozenset[str] | None, filters: Filters
+    session: AsyncSession,
+    scope: frozenset[str] | None,
+    filters: Filters,
+    *,
+    consenting_only: bool = False,
 ) -> Select[Any]:
     """One row per stored visit of a known household, with its settlement and worker; in
     (visited_at, id) order. `as_of` keeps the visits received by then."""
@@ -221,6 +225,8 @@ def visits_query(
         conditions.append(_v.decision == filters.decision)
     if filters.as_of is not None:
         conditions.append(_v.received_at <= filters.as_of)
+    if consenting_only:
+        conditions.append(_h.consent_to_share.is_(True))
     return (
         select(
             _v.id,
@@ -284,9 +290,16 @@ async def stream(session: AsyncSession, query: Select[Any]) -> AsyncIterator[dic
 
 
 async def begin_snapshot(session: AsyncSession) -> None:
-    """Make every read of this session see one snapshot (PostgreSQL)."""
+    """Make every read of this session see one snapshot.
+
+    PostgreSQL: REPEATABLE READ. SQLite: the driver starts no transaction for reads, so
+    each statement would see the data as it is then; an explicit BEGIN makes the first
+    read's snapshot hold until the session ends (WAL mode: writers are not blocked).
+    """
     if session.get_bind().dialect.name == "postgresql":
         await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        await (await session.connection()).exec_driver_sql("BEGIN")
 
 
 async def centroids(

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.auth.models import Role
 from app.auth.service import Principal
 from app.core.config import Settings
-from app.core.errors import Forbidden
+from app.core.errors import FieldError, Forbidden, Invalid
 from app.exports import formats, repository
 from app.exports.formats import Column
 from app.exports.repository import Filters
@@ -318,8 +319,9 @@ def suppress(cells: dict[str, int | None], k: int) -> dict[str, int | None]:
 
     A row whose household count is itself small is hidden whole: every count in it
     describes a handful of families. Within a partition (cells adding up to a visible
-    total), a single hidden cell would be the total minus the others, so the smallest
-    other cell is hidden too.
+    total), the hidden cells' sum is the total minus the visible ones; more cells are
+    hidden, smallest first, until that sum is at least 2k, so that it pins down none of
+    them (two hidden ones summing to 2 would both be 1).
     """
     if 0 < (cells.get("households") or 0) < k:
         return dict.fromkeys(cells)
@@ -328,11 +330,13 @@ def suppress(cells: dict[str, int | None], k: int) -> dict[str, int | None]:
         for name, value in cells.items()
     }
     for total, parts in PARTITIONS:
-        if out.get(total) is None:
+        if out.get(total) is None or all(out[p] is not None for p in parts):
             continue
-        hidden = [p for p in parts if out[p] is None]
-        if len(hidden) == 1:
+        while True:
+            hidden_sum = sum(cells[p] or 0 for p in parts if out[p] is None)
             shown = [p for p in parts if out[p] is not None]
+            if hidden_sum >= 2 * k or not shown:
+                break
             out[min(shown, key=lambda p: (out[p] == 0, out[p] or 0, p))] = None
     return out
 
@@ -349,6 +353,37 @@ async def _scope(session: AsyncSession, principal: Principal) -> frozenset[str] 
     """Partners, like supervisors, export their assigned settlements, or all of them."""
     role = Role.supervisor if principal.role is Role.partner else principal.role
     return await settlements.visible_pcodes(session, principal.user_id, role)
+
+
+def _check_protected_filters(kind: str, filters: Filters) -> None:
+    """Filters that could single out a household are refused on protected exports.
+
+    Two exports that differ by one filter step differ by the households in that step: a
+    point in time (`as_of`) or a day would let a partner isolate one household's answers
+    (in a summary, one family behind a suppressed count; in a household file, the exact
+    day behind an ISO week). Household files take whole ISO weeks; summaries take no
+    time filter at all.
+    """
+    errors = []
+    if filters.as_of is not None:
+        errors.append(FieldError(field="as_of", code="not_protected", message=_NO_TIME))
+    for name, day, weekday in (
+        ("date_from", filters.date_from, 1),
+        ("date_to", filters.date_to, 7),
+    ):
+        if day is None:
+            continue
+        if kind == "settlements":
+            errors.append(FieldError(field=name, code="not_protected", message=_NO_TIME))
+        elif day.isoweekday() != weekday:
+            first = "a Monday" if weekday == 1 else "a Sunday"
+            message = f"must be {first}: protected exports take whole ISO weeks"
+            errors.append(FieldError(field=name, code="whole_weeks", message=message))
+    if errors:
+        raise Invalid("This filter is not allowed on a protected export.", errors=errors)
+
+
+_NO_TIME = "is not allowed on a protected export of this kind (it could single out a household)"
 
 
 def _protection(principal: Principal, kind: str, protect: bool | None) -> bool:
@@ -377,6 +412,8 @@ async def open_export(
     """Check who may export what, count the rows, record the export in the audit log
     (committed before the first byte leaves), and return the bytes to stream."""
     protected = _protection(principal, kind, protect)
+    if protected:
+        _check_protected_filters(kind, filters)
     session = sessionmaker()
     try:
         await repository.begin_snapshot(session)
@@ -387,12 +424,12 @@ async def open_export(
         if kind == "settlements":
             query = repository.settlements_query(session, scope, filters)
         elif kind == "visits":
-            query = repository.visits_query(session, scope, filters)
+            query = repository.visits_query(session, scope, filters, consenting_only=protected)
         else:
             query = repository.households_query(session, scope, filters, consenting_only=protected)
         total = await repository.count(session, query)
         await _record(sessionmaker, principal, kind, file_format, filters, protected, total)
-        rows = _rows(session, settings, kind, filters, scope, protected, key)
+        rows = _rows(session, settings, kind, query, filters, scope, protected, key)
         if progress is not None:
             rows = _counted(rows, progress)
         columns = _columns(settings, kind, protected)
@@ -455,23 +492,22 @@ async def _rows(
     session: AsyncSession,
     settings: Settings,
     kind: str,
+    query: Select[Any],
     filters: Filters,
     scope: frozenset[str] | None,
     protected: bool,
     key: bytes,
 ) -> AsyncIterator[dict[str, Any]]:
+    """The rows of `query` (the one counted), shaped for the file."""
     k = settings.export_min_count
     if kind == "households":
         centroids = await repository.centroids(session, scope, k) if protected else {}
         plan = _household_plan(settings, protected, key, centroids)
-        query = repository.households_query(session, scope, filters, consenting_only=protected)
         async for row in repository.stream(session, query):
             yield plan.shape(row)
     elif kind == "visits":
         plan = _visit_plan(settings, protected, key)
-        async for row in repository.stream(
-            session, repository.visits_query(session, scope, filters)
-        ):
+        async for row in repository.stream(session, query):
             yield plan.shape(row)
     else:
         counts: dict[str, Counter[str]] = defaultdict(Counter)

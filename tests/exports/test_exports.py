@@ -17,11 +17,15 @@ import hxl
 import openpyxl
 import orjson
 import pytest
+from fastapi import FastAPI
 from geojson_pydantic import Feature, FeatureCollection, Point
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role
-from app.exports.service import suppress
+from app.auth.service import Principal
+from app.exports import repository
+from app.exports.repository import Filters
+from app.exports.service import open_export, suppress
 from tests.factories import (
     assert_problem,
     audit_events,
@@ -379,3 +383,72 @@ async def test_filters_narrow_the_rows(seeded: Seeded) -> None:
     assert await count(date_to=(today - timedelta(days=1)).isoformat()) == 0
     visits = await seeded.export(seeded.supervisor, "visits", "jsonl", decision="leave")
     assert len(_records("jsonl", visits.content)) == 1
+
+
+async def test_the_count_and_the_rows_come_from_one_snapshot(
+    seeded: Seeded, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A household pushed between the count and the first row is in neither."""
+    counted = repository.count
+
+    async def count_then_push(session: AsyncSession, query: Any) -> int:
+        total = await counted(session, query)
+        late = household(settlement=A, address="вул. Пізня, 1")
+        pushed = await push(client, seeded.worker, seeded.worker.batch(households=[late]))
+        assert pushed.statuses() == ["applied"]
+        return total
+
+    monkeypatch.setattr(repository, "count", count_then_push)
+    me = (await client.get("/api/v1/auth/me", headers=bearer(seeded.supervisor))).json()
+    principal = Principal(uuid.UUID(me["id"]), me["username"], "", Role.supervisor, None)
+    export = await open_export(
+        app.state.sessionmaker, app.state.settings, principal, "households", "jsonl", Filters()
+    )
+    body = b"".join([chunk async for chunk in export.chunks])
+    assert export.rows == 7
+    assert len(body.splitlines()) == 7
+
+
+async def test_protected_exports_refuse_filters_that_could_single_out_a_household(
+    seeded: Seeded,
+) -> None:
+    monday = now().date() - timedelta(days=now().date().weekday())
+    sunday = monday + timedelta(days=6)
+    for kind, params, field in [
+        ("households", {"as_of": now().isoformat()}, "as_of"),
+        ("households", {"date_from": (monday + timedelta(days=1)).isoformat()}, "date_from"),
+        ("households", {"date_to": monday.isoformat()}, "date_to"),
+        ("settlements", {"date_from": monday.isoformat()}, "date_from"),
+        ("settlements", {"as_of": now().isoformat()}, "as_of"),
+    ]:
+        response = await seeded.export(seeded.partner, kind, "csv", **params)
+        assert [e["field"] for e in assert_problem(response, 422)["errors"]] == [field], params
+    weeks = await seeded.export(
+        seeded.partner,
+        "households",
+        "jsonl",
+        date_from=monday.isoformat(),
+        date_to=sunday.isoformat(),
+    )
+    assert weeks.status_code == 200, weeks.text
+    assert len(_records("jsonl", weeks.content)) == len(seeded.consenting)
+
+
+async def test_a_withdrawn_consent_holds_in_every_protected_export(seeded: Seeded) -> None:
+    withdrawn = seeded.consenting[0]
+    later = visit(withdrawn, decision="stay", consent_to_share=False)
+    await push(seeded.client, seeded.worker, seeded.worker.batch(visits=[later]))
+    rows = _records("jsonl", (await seeded.export(seeded.partner, "households", "jsonl")).content)
+    assert len(rows) == len(seeded.consenting) - 1
+    protected_visits = await seeded.export(seeded.supervisor, "visits", "jsonl", protected="true")
+    visits = _records("jsonl", protected_visits.content)
+    assert len(visits) == len(seeded.consenting) - 1  # the refusing and the withdrawn: none
+
+
+def test_hidden_cells_of_a_partition_never_sum_to_less_than_2k() -> None:
+    out = suppress(
+        {"households": 10, "decision_leave": 1, "decision_stay": 1, "decision_undecided": 8,
+         "decision_no_decision": 0},
+        5,
+    )  # fmt: skip
+    assert out["decision_undecided"] is None  # 10 - 8 = 2 would make both hidden ones 1
