@@ -515,9 +515,7 @@ async def _rows(
         async for row in repository.stream(session, households):
             add_to_tally(counts, row)
         centroids = await repository.centroids(session, scope, k)
-        async for row in repository.stream(
-            session, repository.settlements_query(session, scope, filters)
-        ):
+        async for row in repository.stream(session, query):
             cells = summary_cells(counts.get(row["settlement_pcode"]))
             centroid = centroids.get(row["settlement_pcode"])
             yield {
