@@ -11,7 +11,7 @@ from app.audit.schemas import AuditPage
 from app.auth.deps import Admin
 from app.core.deps import SessionDep
 from app.core.openapi import errors
-from app.core.text import Instant
+from app.core.text import NO_NUL, Instant
 
 router = APIRouter()
 
@@ -44,6 +44,7 @@ async def list_events(
         str | None,
         Query(
             max_length=64,
+            pattern=NO_NUL,
             description="Who acted: a username (`cli` for the server's command line) or an "
             "account id.",
             examples=["o.kovalenko"],
@@ -51,12 +52,18 @@ async def list_events(
     ] = None,
     action: Annotated[
         str | None,
-        Query(max_length=64, description="What was done, exactly.", examples=["auth.login"]),
+        Query(
+            max_length=64,
+            pattern=NO_NUL,
+            description="What was done, exactly.",
+            examples=["auth.login"],
+        ),
     ] = None,
     entity_type: Annotated[
         str | None,
         Query(
             max_length=32,
+            pattern=NO_NUL,
             description="The kind of record: user, device, settlement, visit, conflict, household.",
             examples=["device"],
         ),
@@ -65,6 +72,7 @@ async def list_events(
         str | None,
         Query(
             max_length=64,
+            pattern=NO_NUL,
             description="The record's id, e.g. an account's or a phone's.",
             examples=["6f1c2a9e-3b7d-4e25-8f0a-5d9c1b2e7a44"],
         ),

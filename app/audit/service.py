@@ -6,7 +6,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -76,7 +76,9 @@ def decode_cursor(value: str) -> tuple[datetime, int]:
         at, event_id = datetime.fromisoformat(at_text), int(id_text)
         if at.tzinfo is None or not 0 < event_id < 2**63:
             raise ValueError("naive time or id out of range")
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+        if not 1900 < at.astimezone(UTC).year < 2200:  # may overflow, too
+            raise ValueError("time out of range")
+    except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError):
         raise BadRequest(
             "The cursor is not one this endpoint returned. Pass `next` exactly as the last "
             "page gave it, or leave `cursor` out to start from the newest event.",

@@ -46,6 +46,11 @@ Address = Annotated[str, Field(max_length=500), AfterValidator(_storable)]
 Note = Annotated[str, Field(max_length=4000), AfterValidator(_storable)]
 Tag = Annotated[str, Field(max_length=64), AfterValidator(_storable)]
 
+#: Patterns for query and path parameters: a NUL byte would reach PostgreSQL and fail.
+NO_NUL = r"^[^\x00]*$"
+SETTLEMENT_PCODE = r"^UA[0-9]{10}$"
+HROMADA_PCODE = r"^UA[0-9]{7}$"
+
 
 class Location(BaseModel):
     """A GPS fix as the phone took it."""

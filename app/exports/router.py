@@ -13,7 +13,7 @@ from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.deps import SettingsDep
 from app.core.openapi import errors
-from app.core.text import Instant
+from app.core.text import HROMADA_PCODE, SETTLEMENT_PCODE, Instant
 from app.exports import formats, service
 from app.exports.repository import Filters
 
@@ -89,8 +89,8 @@ async def households(
     settings: SettingsDep,
     format: FormatQuery = "csv",
     protected: Protected = None,
-    settlement: Annotated[str | None, Query(min_length=12, max_length=12)] = None,
-    hromada: Annotated[str | None, Query(min_length=9, max_length=9)] = None,
+    settlement: Annotated[str | None, Query(pattern=SETTLEMENT_PCODE)] = None,
+    hromada: Annotated[str | None, Query(pattern=HROMADA_PCODE)] = None,
     date_from: Annotated[date | None, Query(description="Last visited from this day.")] = None,
     date_to: Annotated[date | None, Query(description="Last visited up to this day.")] = None,
     decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,
@@ -115,8 +115,8 @@ async def visits(
     settings: SettingsDep,
     format: FormatQuery = "csv",
     protected: Protected = None,
-    settlement: Annotated[str | None, Query(min_length=12, max_length=12)] = None,
-    hromada: Annotated[str | None, Query(min_length=9, max_length=9)] = None,
+    settlement: Annotated[str | None, Query(pattern=SETTLEMENT_PCODE)] = None,
+    hromada: Annotated[str | None, Query(pattern=HROMADA_PCODE)] = None,
     date_from: Annotated[date | None, Query(description="Visited from this day.")] = None,
     date_to: Annotated[date | None, Query(description="Visited up to this day.")] = None,
     decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,
@@ -143,8 +143,8 @@ async def settlement_summary(
     settings: SettingsDep,
     format: FormatQuery = "csv",
     protected: Protected = None,
-    settlement: Annotated[str | None, Query(min_length=12, max_length=12)] = None,
-    hromada: Annotated[str | None, Query(min_length=9, max_length=9)] = None,
+    settlement: Annotated[str | None, Query(pattern=SETTLEMENT_PCODE)] = None,
+    hromada: Annotated[str | None, Query(pattern=HROMADA_PCODE)] = None,
     date_from: Annotated[date | None, Query(description="Households last visited from.")] = None,
     date_to: Annotated[date | None, Query(description="Households last visited up to.")] = None,
     decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,

@@ -81,7 +81,7 @@ async def households(
     session: AsyncSession,
     scope: frozenset[str] | None,
     filters: HouseholdFilters,
-    after: tuple[str, ...] | None,
+    after: tuple[Any, ...] | None,
     limit: int,
 ) -> Sequence[AnyRow]:
     """Households not merged away, in (settlement, address, id) order."""
@@ -112,8 +112,7 @@ async def households(
         conditions.append(casefolded(session, _h.address).contains(needle, autoescape=True))
     order = (_h.settlement_pcode, _h.address, _h.id)
     if after is not None:
-        pcode, address, last_id = after
-        conditions.append(tuple_(*order) > tuple_(pcode, address, uuid.UUID(last_id)))
+        conditions.append(tuple_(*order) > tuple_(*after))
     result = await session.execute(
         select(
             _h.id,
@@ -175,7 +174,7 @@ async def visits(
     session: AsyncSession,
     scope: frozenset[str] | None,
     filters: VisitFilters,
-    after: tuple[str, ...] | None,
+    after: tuple[Any, ...] | None,
     limit: int,
 ) -> Sequence[AnyRow]:
     """Visits, newest first ((visited_at, id) descending), with the worker's username."""
@@ -199,10 +198,7 @@ async def visits(
     if filters.visited_to is not None:
         conditions.append(_v.visited_at < filters.visited_to)
     if after is not None:
-        at, last_id = after
-        conditions.append(
-            tuple_(_v.visited_at, _v.id) < tuple_(datetime.fromisoformat(at), uuid.UUID(last_id))
-        )
+        conditions.append(tuple_(_v.visited_at, _v.id) < tuple_(*after))
     result = await session.execute(
         _visit_rows().where(*conditions).order_by(_v.visited_at.desc(), _v.id.desc()).limit(limit)
     )
@@ -278,7 +274,7 @@ async def conflicts(
     status: str | None,
     settlement: str | None,
     household_id: uuid.UUID | None,
-    after: tuple[str, ...] | None,
+    after: tuple[Any, ...] | None,
     limit: int,
 ) -> Sequence[Conflict]:
     """Conflicts oldest first ((opened_at, id)): the longest waiting come first."""
@@ -294,10 +290,7 @@ async def conflicts(
     if household_id is not None:
         conditions.append(_c.household_id == household_id)
     if after is not None:
-        at, last_id = after
-        conditions.append(
-            tuple_(_c.opened_at, _c.id) > tuple_(datetime.fromisoformat(at), uuid.UUID(last_id))
-        )
+        conditions.append(tuple_(_c.opened_at, _c.id) > tuple_(*after))
     result = await session.execute(
         select(Conflict).where(*conditions).order_by(_c.opened_at, _c.id).limit(limit)
     )

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query
 from app.auth.deps import Reviewer
 from app.core.deps import SessionDep, SettingsDep
 from app.core.openapi import errors
-from app.core.text import Instant
+from app.core.text import NO_NUL, SETTLEMENT_PCODE, Instant
 from app.review import service
 from app.review.repository import HouseholdFilters, VisitFilters
 from app.review.schemas import (
@@ -36,10 +36,13 @@ router = APIRouter()
 
 PCODE = "UA6308013001"
 Limit = Annotated[int, Query(ge=1, le=500, description="At most this many in one page.")]
-After = Annotated[str | None, Query(max_length=400, description="The `next` of the previous page.")]
+After = Annotated[
+    str | None,
+    Query(max_length=400, pattern=NO_NUL, description="The `next` of the previous page."),
+]
 Settlement = Annotated[
     str | None,
-    Query(min_length=12, max_length=12, description="A settlement P-code.", examples=[PCODE]),
+    Query(pattern=SETTLEMENT_PCODE, description="A settlement P-code.", examples=[PCODE]),
 ]
 Decision = Literal["leave", "stay", "undecided", "none"]
 #: The need codes (app/visits/codes.py; a test keeps the two lists equal).
@@ -78,16 +81,15 @@ async def duplicates(
     settings: SettingsDep,
     settlement: Annotated[
         str,
-        Query(
-            min_length=12,
-            max_length=12,
-            description="A settlement P-code.",
-            examples=[PCODE],
-        ),
+        Query(pattern=SETTLEMENT_PCODE, description="A settlement P-code.", examples=[PCODE]),
     ],
     distance_m: Annotated[
         float | None,
-        Query(ge=0, le=10_000, description="How close counts as the same place; default 25 m."),
+        Query(
+            ge=0,
+            le=10_000,
+            description="How close counts as the same place; default 25 m; under 1 m: off.",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many pairs.")] = 200,
 ) -> list[DuplicatePair]:
@@ -151,7 +153,10 @@ async def list_households(
     address: Annotated[
         str | None,
         Query(
-            max_length=200, description="Part of the address, any case.", examples=["Центральна"]
+            max_length=200,
+            pattern=NO_NUL,
+            description="Part of the address, any case.",
+            examples=["Центральна"],
         ),
     ] = None,
     after: After = None,
@@ -202,7 +207,7 @@ async def list_visits(
     settlement: Settlement = None,
     household_id: Annotated[uuid.UUID | None, Query(description="One household.")] = None,
     recorded_by: Annotated[
-        str | None, Query(max_length=64, description="The worker's username.")
+        str | None, Query(max_length=64, pattern=NO_NUL, description="The worker's username.")
     ] = None,
     review_state: Annotated[VisitReviewState | None, Query()] = None,
     decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,

@@ -20,7 +20,7 @@ import re
 import unicodedata
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,21 +74,30 @@ def _page_token(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([str(v) for v in values])).decode()
 
 
-def _read_token(token: str | None, width: int) -> tuple[str, ...] | None:
-    """A page token back into its sort keys; anything else is a 400 naming `after`."""
+def _aware_time(text: str) -> datetime:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None or not 1900 < at.astimezone(UTC).year < 2200:
+        raise ValueError(text)
+    return at
+
+
+def _read_token(token: str | None, *parsers: Callable[[str], Any]) -> tuple[Any, ...] | None:
+    """A page token back into its sort keys, each parsed as its column needs; anything
+    else is a 400 naming `after`."""
     if token is None:
         return None
     try:
         values = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(values, list) or len(values) != width:
-            raise ValueError
-        uuid.UUID(values[-1])
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        if not isinstance(values, list) or len(values) != len(parsers):
+            raise ValueError(token)
+        if not all(isinstance(v, str) and "\x00" not in v for v in values):
+            raise ValueError(token)
+        return tuple(parse(value) for parse, value in zip(parsers, values, strict=True))
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest(
             "`after` is not a page token from this list.",
             errors=[FieldError(field="after", code="invalid", message="is not a page token")],
         ) from None
-    return tuple(values)
 
 
 # Households ---------------------------------------------------------------------------
@@ -104,7 +113,7 @@ async def list_households(
     scope = await _scope(session, principal)
     if filters.settlement is not None:
         settlements.require_visible(scope, [filters.settlement])
-    position = _read_token(after, 3)
+    position = _read_token(after, str, str, uuid.UUID)
     rows = await repository.households(session, scope, filters, position, limit)
     items = [
         HouseholdSummary(
@@ -209,7 +218,7 @@ async def list_visits(
     scope = await _scope(session, principal)
     if filters.settlement is not None:
         settlements.require_visible(scope, [filters.settlement])
-    position = _read_token(after, 2)
+    position = _read_token(after, _aware_time, uuid.UUID)
     rows = await repository.visits(session, scope, filters, position, limit)
     last = rows[-1] if len(rows) == limit else None
     return VisitPage(
@@ -328,7 +337,7 @@ async def list_conflicts(
     scope = await _scope(session, principal)
     if settlement is not None:
         settlements.require_visible(scope, [settlement])
-    position = _read_token(after, 2)
+    position = _read_token(after, _aware_time, uuid.UUID)
     found = await repository.conflicts(
         session,
         scope,
@@ -397,7 +406,7 @@ async def _value_for(
             ],
         )
     if conflict.field == "decision":
-        if body.value not in DECISION_CODES:
+        if not isinstance(body.value, str) or body.value not in DECISION_CODES:
             raise Invalid(
                 "Not a decision.",
                 errors=[
@@ -527,11 +536,13 @@ def duplicate_pairs(rows: Sequence[AnyRow], distance_m: float) -> list[Duplicate
                 reasons[_pair(a, b)].append("same_address")
     # Locations: a grid of cells one distance wide, so only neighbouring cells compare.
     located = [r for r in rows if r.lat is not None and r.lon is not None]
-    if distance_m > 0 and located:
+    if distance_m >= 1 and located:  # under a metre is no location check at all
         cell_lat = distance_m / 111_320
+        # One cell width for all, at least `distance_m` wide even at the highest latitude.
+        widest = max(abs(row.lat) for row in located)
+        cell_lon = cell_lat / max(math.cos(math.radians(widest)), 0.01)
         cells: dict[tuple[int, int], list[AnyRow]] = defaultdict(list)
         for row in located:
-            cell_lon = cell_lat / max(math.cos(math.radians(row.lat)), 0.01)
             cells[(math.floor(row.lat / cell_lat), math.floor(row.lon / cell_lon))].append(row)
         for (y, x), members in cells.items():
             for dy in (-1, 0, 1):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path
 from app.auth.deps import Reviewer
 from app.core.deps import SessionDep
 from app.core.openapi import errors
+from app.core.text import SETTLEMENT_PCODE
 from app.settlements import service
 from app.settlements.schemas import SettlementProgress, SettlementSummary
 
@@ -49,7 +50,14 @@ async def list_progress(principal: Reviewer, session: SessionDep) -> list[Settle
     "404 if no settlement has this P-code; 403 if it is not one of yours.",
 )
 async def settlement_summary(
-    pcode: Annotated[str, Path(description="The settlement's P-code.", examples=["UA6308013001"])],
+    pcode: Annotated[
+        str,
+        Path(
+            pattern=SETTLEMENT_PCODE,
+            description="The settlement's P-code.",
+            examples=["UA6308013001"],
+        ),
+    ],
     principal: Reviewer,
     session: SessionDep,
 ) -> SettlementSummary:
