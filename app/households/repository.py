@@ -135,7 +135,19 @@ async def merged_targets(
             one_of(session, _h.id, ids), _h.merged_into.is_not(None)
         )
     )
-    return {row.id: row.merged_into for row in result}
+    return {row.id: uuid.UUID(str(row.merged_into)) for row in result}
+
+
+async def merged_into_any(
+    session: AsyncSession, targets: Collection[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The households merged into any of these, with the one each was merged into."""
+    if not targets:
+        return {}
+    result = await session.execute(
+        sa_select(_h.id, _h.merged_into).where(one_of(session, _h.merged_into, targets))
+    )
+    return {row.id: uuid.UUID(str(row.merged_into)) for row in result}
 
 
 async def mark_merged(session: AsyncSession, duplicate: uuid.UUID, survivor: uuid.UUID) -> None:

@@ -149,6 +149,25 @@ async def redirects(
     return resolved
 
 
+async def merged_from(
+    session: AsyncSession, survivors: Collection[uuid.UUID]
+) -> dict[uuid.UUID, set[uuid.UUID]]:
+    """For each of these households, every household merged into it, directly or through
+    merges of merges."""
+    result: dict[uuid.UUID, set[uuid.UUID]] = {s: set() for s in survivors}
+    owner = {s: s for s in survivors}
+    frontier = set(survivors)
+    while frontier:
+        found = await repository.merged_into_any(session, frontier)
+        frontier = set()
+        for duplicate, target in found.items():
+            if duplicate not in owner:
+                owner[duplicate] = owner[target]
+                result[owner[target]].add(duplicate)
+                frontier.add(duplicate)
+    return result
+
+
 mark_merged = repository.mark_merged
 
 

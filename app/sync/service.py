@@ -421,13 +421,14 @@ async def _store_visits(
     )
     first: dict[uuid.UUID, _Visit] = {}
     fresh: list[_Visit] = []
+    resent_elsewhere = await _resent_after_merge(session, batch, stored)
     for item in batch.visits:
         vid = item.data.id
         earlier = stored[vid].content_hash if vid in stored else None
         if earlier is None and vid in first:
             earlier = first[vid].row["content_hash"]
         if earlier is not None:
-            if earlier == item.row["content_hash"]:
+            if earlier == item.row["content_hash"] or vid in resent_elsewhere:
                 batch.results[item.position]["status"] = "duplicate"
             else:
                 batch.reject(item.position, [_immutable(item)])
@@ -470,6 +471,33 @@ async def _store_visits(
         else:
             batch.reject(item.position, [_immutable(item)])
     batch.visits = [v for v in fresh if v.data.id in inserted]
+
+
+async def _resent_after_merge(
+    session: AsyncSession, batch: _Batch, stored: Mapping[uuid.UUID, Any]
+) -> set[uuid.UUID]:
+    """Visits resent unchanged but for their household: a phone that learned of a merge
+    points its visits at the survivor, where the server moved them too. The stored hash
+    was taken with the household the visit was first sent for; a resend is the same
+    visit if it hashes the same with one of the households merged into its own."""
+    suspects = [
+        item
+        for item in batch.visits
+        if item.data.id in stored
+        and stored[item.data.id].content_hash != item.row["content_hash"]
+        and stored[item.data.id].household_id == item.data.household_id
+    ]
+    if not suspects:
+        return set()
+    merged_from = await households.merged_from(session, {i.data.household_id for i in suspects})
+    same = set()
+    for item in suspects:
+        for alias in merged_from.get(item.data.household_id, ()):
+            content = {k: item.row[k] for k in VISIT_CONTENT} | {"household_id": str(alias)}
+            if _sha256(content) == stored[item.data.id].content_hash:
+                same.add(item.data.id)
+                break
+    return same
 
 
 def _immutable(item: _Visit) -> FieldError:

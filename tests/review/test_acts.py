@@ -317,6 +317,18 @@ async def test_merging_moves_visits_tombstones_the_duplicate_and_redirects_pushe
         world.client, world.other_worker, world.other_worker.batch(visits=[sent["item"]])
     )
     assert resent.statuses() == ["duplicate"]
+    # ...and so is the same visit pointed at the survivor, as a phone does after the
+    # tombstone (the protocol's advice): the server moved it there too.
+    repointed = {**sent["item"], "household_id": first}
+    again_sent = await push(
+        world.client, world.other_worker, world.other_worker.batch(visits=[repointed])
+    )
+    assert again_sent.statuses() == ["duplicate"]
+    changed = {**repointed, "notes": "змінено"}
+    refused = await push(
+        world.client, world.other_worker, world.other_worker.batch(visits=[changed])
+    )
+    assert refused.statuses() == ["rejected"]
 
     # Again: nothing changes, nothing more is audited.
     again = await world.post(f"/households/{first}/merge", {"duplicate_id": second, "note": "x"})
