@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,11 +104,16 @@ async def observations_for(
     for edit in await repository.edits_for(session, household_ids):
         result[edit.household_id].append(edit_observation(edit))
     for resolved in await conflicts.resolutions_for(session, household_ids):
+        values = dict(
+            resolved.resolution.get("fields") or {resolved.field: resolved.resolution["value"]}
+        )
+        if isinstance(values.get("planned_departure"), str):
+            values["planned_departure"] = date.fromisoformat(values["planned_departure"])
         result[resolved.household_id].append(
             Observation(
                 key=observation_key(resolved.resolved_at, resolved.resolved_by, resolved.id),
                 by=str(resolved.resolved_by),
-                values={resolved.field: resolved.resolution["value"]},
+                values=values,
             )
         )
     return result

@@ -237,15 +237,18 @@ async def set_review(session: AsyncSession, visit_id: uuid.UUID, state: str, not
     )
 
 
-async def move_visits(session: AsyncSession, source: uuid.UUID, target: uuid.UUID) -> int:
-    """Re-point a household's visits at another. Their content hash is kept, so a phone
-    resending one still gets `duplicate`."""
+async def move_visits(
+    session: AsyncSession, source: uuid.UUID, target: uuid.UUID
+) -> set[uuid.UUID]:
+    """Re-point a household's visits at another; returns their ids. Their content hash is
+    kept, so a phone resending one still gets `duplicate`."""
     result = await session.execute(
         update(Visit.__table__)  # type: ignore[attr-defined]
         .where(_v.household_id == source)
         .values(household_id=target)
+        .returning(_v.id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return set(result.scalars())
 
 
 async def edits_of(session: AsyncSession, household_id: uuid.UUID) -> Sequence[AnyRow]:

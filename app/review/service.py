@@ -20,7 +20,7 @@ import re
 import unicodedata
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,7 @@ from app.review.schemas import (
     VisitPage,
 )
 from app.settlements import service as settlements
+from app.visits import codes
 from app.visits import service as visits
 from app.visits.codes import DECISION_CODES
 
@@ -238,6 +239,15 @@ async def review_visit(
     household again, so the state and version change and phones get them."""
     scope = await _scope(session, principal)
     row = await repository.visit(session, visit_id)
+    if row is not None:
+        # Lock the household first, then read the visit again: a merge may be moving it,
+        # or its household arriving and folding it.
+        await households.serialize_writers(session, [row.household_id])
+        await households.lock_for_fold(session, [row.household_id])
+        household_id = row.household_id
+        row = await repository.visit(session, visit_id)
+        if row is not None and row.household_id != household_id:
+            raise Clash("A merge moved this visit to another household just now; try again.")
     if row is None or (scope is not None and not await _visit_visible(session, scope, row)):
         raise NotFound("No visit with this id in your settlements.")
     before = {"review_state": row.review_state, "review_note": row.review_note}
@@ -394,6 +404,9 @@ async def _value_for(
     if chose:
         for candidate in await conflict_store.candidates_of(session, [conflict.id]):
             if candidate.id == body.candidate_id:
+                if conflict.field == "settlement":
+                    scope = await _scope(session, principal)
+                    settlements.require_visible(scope, [str(candidate.value)])
                 return candidate.value, candidate.id
         raise Invalid(
             "That candidate is not one of this conflict's.",
@@ -445,6 +458,9 @@ async def resolve_conflict(
     household_id = conflict.household_id
     await households.serialize_writers(session, [household_id])
     record = (await households.lock_for_fold(session, [household_id]))[household_id]
+    conflict = await _visible_conflict(session, principal, conflict_id)  # again, locked
+    if conflict.household_id != household_id or record["merged_into"] is not None:
+        raise Clash("A merge moved this conflict to another household just now; reload it.")
     if conflict.status != "open":
         raise Clash(
             f"This conflict was already resolved at {conflict.resolved_at:%Y-%m-%d %H:%M} UTC; "
@@ -457,7 +473,11 @@ async def resolve_conflict(
         )
     value, candidate_id = await _value_for(session, principal, conflict, body)
     current = households.field_value(record, conflict.field)
-    resolution = {"value": value, "candidate_id": str(candidate_id) if candidate_id else None}
+    resolution = {
+        "value": value,
+        "candidate_id": str(candidate_id) if candidate_id else None,
+        "fields": await _resolved_fields(session, conflict, record, value, candidate_id),
+    }
     if not await repository.close_conflict(
         session, conflict_id, by=principal.user_id, resolution=resolution, note=body.note
     ):
@@ -486,6 +506,45 @@ async def resolve_conflict(
         },
     )
     return await conflict_detail(session, principal, conflict_id)
+
+
+async def _resolved_fields(
+    session: AsyncSession,
+    conflict: Conflict,
+    record: Mapping[str, Any],
+    value: Any,
+    candidate_id: uuid.UUID | None,
+) -> dict[str, Any]:
+    """Every field a resolution sets. A decision comes with what goes with it: a chosen
+    visit's reasons, needs, planned departure and consent; for an entered decision, the
+    current reasons that fit it, and no planned departure unless it is to leave. Stored
+    as JSON (dates as ISO text); the fold reads them back (households.observations_for).
+    """
+    if conflict.field != "decision":
+        return {conflict.field: value}
+    if candidate_id is not None:
+        chosen = next(
+            c
+            for c in await conflict_store.candidates_of(session, [conflict.id])
+            if c.id == candidate_id
+        )
+        visit = await repository.visit(session, chosen.item_id) if chosen.kind == "visit" else None
+        if visit is not None and visit.outcome == "contacted":
+            departure = visit.planned_departure
+            return {
+                "decision": visit.decision,
+                "reasons": sorted(visit.reasons),
+                "needs": sorted(visit.needs),
+                "planned_departure": departure.isoformat() if departure else None,
+                "consent_to_share": bool(visit.consent_to_share),
+            }
+    allowed = codes.reasons_for(value)
+    departure = record["planned_departure"] if value == "leave" else None
+    return {
+        "decision": value,
+        "reasons": [r for r in record["reasons"] or [] if r in allowed],
+        "planned_departure": departure.isoformat() if departure else None,
+    }
 
 
 # Duplicate households -----------------------------------------------------------------
@@ -640,7 +699,7 @@ async def merge(
         )
     moved = await repository.move_visits(session, duplicate_id, survivor_id)
     await _move_conflicts(session, principal, duplicate_id, survivor_id)
-    await _open_decision_conflicts(session, survivor_id, window)
+    await _open_decision_conflicts(session, survivor_id, window, moved)
     await households.mark_merged(session, duplicate_id, survivor_id)
     after = (await households.refold(session, [survivor_id]))[survivor_id]
     await audit.record(
@@ -660,13 +719,13 @@ async def merge(
         after={
             "survivor_version": after["version"],
             "duplicate_merged_into": str(survivor_id),
-            "visits_moved": moved,
+            "visits_moved": len(moved),
         },
     )
     return MergeOut(
         survivor_id=survivor_id,
         duplicate_id=duplicate_id,
-        visits_moved=moved,
+        visits_moved=len(moved),
         survivor_version=after["version"],
         already_merged=False,
     )
@@ -675,18 +734,20 @@ async def merge(
 async def _move_conflicts(
     session: AsyncSession, principal: Principal, source: uuid.UUID, target: uuid.UUID
 ) -> None:
-    """The duplicate's conflicts go to the survivor. An open one on a field where the
-    survivor has an open conflict too gives it its candidates and is closed."""
+    """The duplicate's open conflicts go to the survivor; one on a field where the
+    survivor has an open conflict too gives it its candidates and is closed. Resolved
+    ones stay with the duplicate: their values were about its own profile and visits,
+    and moved over they would overwrite the survivor's (its edits stay behind too)."""
     theirs = await conflict_store.of_households(session, [source, target])
     open_on_target = {
         c.field: c.id for c in theirs if c.household_id == target and c.status == "open"
     }
     rehomed = []
     for conflict in theirs:
-        if conflict.household_id != source:
+        if conflict.household_id != source or conflict.status != "open":
             continue
         joined = open_on_target.get(conflict.field)
-        if conflict.status == "open" and joined is not None:
+        if joined is not None:
             await conflict_store.move_candidates(session, conflict.id, joined)
             await repository.close_conflict(
                 session,
@@ -701,10 +762,11 @@ async def _move_conflicts(
 
 
 async def _open_decision_conflicts(
-    session: AsyncSession, household_id: uuid.UUID, window: timedelta
+    session: AsyncSession, household_id: uuid.UUID, window: timedelta, moved: set[uuid.UUID]
 ) -> None:
-    """Open (or add to) the decision conflict of a household whose contacted visits, by
-    different workers within the window, record different decisions."""
+    """Open (or add to) the decision conflict of a merged household where a moved visit
+    and one it already had, by different workers within the window, record different
+    decisions. Pairs of the same side were compared (and maybe resolved) before."""
     contacted = await visits.contacted_between(
         session, [household_id], datetime(2000, 1, 1, tzinfo=UTC), utcnow() + timedelta(days=1)
     )
@@ -713,7 +775,8 @@ async def _open_decision_conflicts(
         clashing = [
             other
             for other in contacted
-            if other.recorded_by != visit.recorded_by
+            if (other.id in moved) != (visit.id in moved)
+            and other.recorded_by != visit.recorded_by
             and other.decision != visit.decision
             and abs(other.visited_at - visit.visited_at) <= window
         ]

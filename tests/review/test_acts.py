@@ -393,3 +393,82 @@ async def test_merging_households_whose_visits_disagree_opens_a_conflict(world: 
         stay["item"]["id"],
         leave["item"]["id"],
     }
+
+
+async def test_choosing_a_visit_takes_its_reasons_with_its_decision(world: World) -> None:
+    home = await world.household()
+    await world.visit(
+        world.worker, home, decision="stay", reasons=["attachment_to_home"],
+        visited_at=now() - timedelta(hours=2),
+    )  # fmt: skip
+    await world.visit(
+        world.other_worker, home, decision="leave", reasons=["shelling_or_attacks"],
+        needs=["transport"], visited_at=now() - timedelta(hours=1),
+    )  # fmt: skip
+    [conflict] = (await world.get("/conflicts")).json()["items"]
+    stay = next(c for c in conflict["candidates"] if c["value"] == "stay")
+    response = await world.post(
+        f"/conflicts/{conflict['id']}/resolve", {"candidate_id": stay["id"], "note": "n"}
+    )
+    assert response.status_code == 200, response.text
+    state_now = (await state(world, home))["household"]
+    assert state_now["decision"] == "stay"
+    assert state_now["reasons"] == ["attachment_to_home"]  # not the leave reason
+    assert state_now["needs"] == []
+
+
+async def test_an_entered_decision_keeps_only_the_reasons_that_fit_it(world: World) -> None:
+    home = await world.household()
+    await world.visit(world.worker, home, decision="stay", visited_at=now() - timedelta(hours=2))
+    await world.visit(
+        world.other_worker, home, decision="leave", reasons=["shelling_or_attacks"],
+        planned_departure=(now() + timedelta(days=2)).date().isoformat(),
+        visited_at=now() - timedelta(hours=1),
+    )  # fmt: skip
+    [conflict] = (await world.get("/conflicts")).json()["items"]
+    response = await world.post(
+        f"/conflicts/{conflict['id']}/resolve", {"value": "stay", "note": "n"}
+    )
+    assert response.status_code == 200, response.text
+    state_now = (await state(world, home))["household"]
+    assert (state_now["decision"], state_now["reasons"], state_now["planned_departure"]) == (
+        "stay",
+        [],
+        None,
+    )
+
+
+async def test_merging_keeps_resolved_conflicts_and_compares_only_across_the_merge(
+    world: World,
+) -> None:
+    first, _, _ = await _disagreement(world)
+    [settled] = (await world.get("/conflicts")).json()["items"]
+    resolved = await world.post(
+        f"/conflicts/{settled['id']}/resolve", {"value": "undecided", "note": "n"}
+    )
+    assert resolved.status_code == 200, resolved.text
+    second = await world.household(members=9)  # no visits, so nothing new to compare
+    merged = await world.post(f"/households/{first}/merge", {"duplicate_id": second, "note": "x"})
+    assert merged.status_code == 200, merged.text
+    assert (await world.get("/conflicts")).json()["items"] == []  # the settled one stays settled
+    assert (await state(world, first))["household"]["decision"] == "undecided"
+
+
+async def test_a_duplicates_settled_profile_conflict_does_not_overwrite_the_survivor(
+    world: World,
+) -> None:
+    survivor = await world.household(members=2)
+    duplicate = await world.household(members=2)
+    base = (await state(world, duplicate))["household"]["version"]
+    for phone, members, minutes in ((world.worker, 5, 2), (world.other_worker, 9, 1)):
+        edit = household(uuid.UUID(duplicate), members=members, base_version=base,
+                         observed_at=now() - timedelta(minutes=minutes))  # fmt: skip
+        del edit["settlement"]
+        await push(world.client, phone, phone.batch(households=[edit]))
+    [conflict] = (await world.get("/conflicts")).json()["items"]
+    await world.post(f"/conflicts/{conflict['id']}/resolve", {"value": 9, "note": "n"})
+    merged = await world.post(
+        f"/households/{survivor}/merge", {"duplicate_id": duplicate, "note": "x"}
+    )
+    assert merged.status_code == 200, merged.text
+    assert (await state(world, survivor))["household"]["members"] == 2
