@@ -326,7 +326,7 @@ async def test_signed_out_callers_are_refused(
     assert_problem(await client.get(f"/api/v1/settlements/{A}/summary"), 401)
 
 
-async def test_an_unknown_pcode_is_404_for_everyone(
+async def test_an_unknown_pcode_is_404_and_a_malformed_one_422_for_everyone(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
     await make_settlement(session, A)
@@ -335,10 +335,11 @@ async def test_an_unknown_pcode_is_404_for_everyone(
 
     for user in (admin, supervisor):
         headers = await headers_for(client, user)
-        for pcode in (UNKNOWN, "not-a-pcode"):
-            response = await client.get(f"/api/v1/settlements/{pcode}/summary", headers=headers)
-            body = assert_problem(response, 404)
-            assert pcode in body["detail"]
+        response = await client.get(f"/api/v1/settlements/{UNKNOWN}/summary", headers=headers)
+        assert UNKNOWN in assert_problem(response, 404)["detail"]
+        # Something that is not a P-code at all is refused before any look-up.
+        response = await client.get("/api/v1/settlements/not-a-pcode/summary", headers=headers)
+        assert [e["field"] for e in assert_problem(response, 422)["errors"]] == ["pcode"]
 
 
 async def test_a_supervisor_of_a_settlement_without_households_sees_it_with_zeros(
