@@ -213,8 +213,9 @@ def visits_query(
     *,
     consenting_only: bool = False,
 ) -> Select[Any]:
-    """One row per stored visit of a known household, with its settlement and worker; in
-    (visited_at, id) order. `as_of` keeps the visits received by then."""
+    """One row per stored visit of a known household, with its settlement and worker; by
+    household, then time (the order of an index: a million visits need no sort before the
+    first row). `as_of` keeps the visits received by then."""
     replaced = exists().where(
         _correcting.c.corrects == _v.id,
         _correcting.c.household_id == _v.household_id,
@@ -261,7 +262,7 @@ def visits_query(
         .join(Settlement.__table__, _s.pcode == _h.settlement_pcode)  # type: ignore[attr-defined]
         .join(User.__table__, _u.id == _v.recorded_by)  # type: ignore[attr-defined]
         .where(*conditions)
-        .order_by(_v.visited_at, _v.id)
+        .order_by(_v.household_id, _v.visited_at, _v.id)
     )
 
 
@@ -297,7 +298,12 @@ async def begin_snapshot(session: AsyncSession) -> None:
     read's snapshot hold until the session ends (WAL mode: writers are not blocked).
     """
     if session.get_bind().dialect.name == "postgresql":
-        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        connection = await session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ"}
+        )
+        # Compiling a plan to machine code costs a quarter second before the first row,
+        # for a scan whose time goes to the client anyway.
+        await connection.exec_driver_sql("SET LOCAL jit = off")
     else:
         await (await session.connection()).exec_driver_sql("BEGIN")
 
