@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.auth.deps import CurrentPrincipal
@@ -67,6 +67,33 @@ async def _stream(
     )
 
 
+async def export_filters(
+    settlement: Annotated[
+        str | None,
+        Query(pattern=SETTLEMENT_PCODE, description="One settlement.", examples=["UA6308013001"]),
+    ] = None,
+    hromada: Annotated[
+        str | None,
+        Query(pattern=HROMADA_PCODE, description="One hromada.", examples=["UA6308013"]),
+    ] = None,
+    date_from: Annotated[
+        date | None,
+        Query(description="From this day (UTC): a visit's day, or a household's last visit."),
+    ] = None,
+    date_to: Annotated[date | None, Query(description="Up to this day (UTC), included.")] = None,
+    decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,
+    as_of: Annotated[
+        Instant | None,
+        Query(description="As the server knew it then (with a timezone); not when protected."),
+    ] = None,
+) -> Filters:
+    """The filters every export takes."""
+    return Filters(settlement, hromada, date_from, date_to, decision, as_of)
+
+
+ExportFilters = Annotated[Filters, Depends(export_filters)]
+
+
 FormatQuery = Annotated[Format, Query(description="csv (with an HXL row), xlsx, geojson, jsonl.")]
 Protected = Annotated[
     bool | None,
@@ -87,16 +114,10 @@ async def households(
     request: Request,
     principal: CurrentPrincipal,
     settings: SettingsDep,
+    filters: ExportFilters,
     format: FormatQuery = "csv",
     protected: Protected = None,
-    settlement: Annotated[str | None, Query(pattern=SETTLEMENT_PCODE)] = None,
-    hromada: Annotated[str | None, Query(pattern=HROMADA_PCODE)] = None,
-    date_from: Annotated[date | None, Query(description="Last visited from this day.")] = None,
-    date_to: Annotated[date | None, Query(description="Last visited up to this day.")] = None,
-    decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,
-    as_of: Annotated[Instant | None, Query(description="The state as of this time.")] = None,
 ) -> StreamingResponse:
-    filters = Filters(settlement, hromada, date_from, date_to, decision, as_of)
     return await _stream(request, principal, settings, "households", format, filters, protected)
 
 
@@ -113,16 +134,10 @@ async def visits(
     request: Request,
     principal: CurrentPrincipal,
     settings: SettingsDep,
+    filters: ExportFilters,
     format: FormatQuery = "csv",
     protected: Protected = None,
-    settlement: Annotated[str | None, Query(pattern=SETTLEMENT_PCODE)] = None,
-    hromada: Annotated[str | None, Query(pattern=HROMADA_PCODE)] = None,
-    date_from: Annotated[date | None, Query(description="Visited from this day.")] = None,
-    date_to: Annotated[date | None, Query(description="Visited up to this day.")] = None,
-    decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,
-    as_of: Annotated[Instant | None, Query(description="Visits received by then.")] = None,
 ) -> StreamingResponse:
-    filters = Filters(settlement, hromada, date_from, date_to, decision, as_of)
     return await _stream(request, principal, settings, "visits", format, filters, protected)
 
 
@@ -141,14 +156,8 @@ async def settlement_summary(
     request: Request,
     principal: CurrentPrincipal,
     settings: SettingsDep,
+    filters: ExportFilters,
     format: FormatQuery = "csv",
     protected: Protected = None,
-    settlement: Annotated[str | None, Query(pattern=SETTLEMENT_PCODE)] = None,
-    hromada: Annotated[str | None, Query(pattern=HROMADA_PCODE)] = None,
-    date_from: Annotated[date | None, Query(description="Households last visited from.")] = None,
-    date_to: Annotated[date | None, Query(description="Households last visited up to.")] = None,
-    decision: Annotated[Literal["leave", "stay", "undecided"] | None, Query()] = None,
-    as_of: Annotated[Instant | None, Query(description="The state as of this time.")] = None,
 ) -> StreamingResponse:
-    filters = Filters(settlement, hromada, date_from, date_to, decision, as_of)
     return await _stream(request, principal, settings, "settlements", format, filters, protected)
