@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -34,16 +35,11 @@ devices_cli = typer.Typer(help="List and revoke field workers' phones.", no_args
 demo_cli = typer.Typer(help="Synthetic demo data.", no_args_is_help=True)
 settlements_cli = typer.Typer(help="Settlement reference data.", no_args_is_help=True)
 feed_cli = typer.Typer(help="The change feed phones pull.", no_args_is_help=True)
-export_cli = typer.Typer(
-    help="Write an export to a file, as a given account would get it over the API.",
-    no_args_is_help=True,
-)
 cli.add_typer(users_cli, name="users")
 cli.add_typer(devices_cli, name="devices")
 cli.add_typer(demo_cli, name="demo")
 cli.add_typer(settlements_cli, name="settlements")
 cli.add_typer(feed_cli, name="feed")
-cli.add_typer(export_cli, name="export")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -360,6 +356,12 @@ def _export(
     typer.echo(f"wrote {rows} rows to {out} (audited as an export by {account})")
 
 
+class ExportKind(StrEnum):
+    households = "households"
+    visits = "visits"
+    settlements = "settlements"
+
+
 FormatOption = Annotated[str, typer.Option("--format", help="csv, xlsx, geojson or jsonl.")]
 AccountOption = Annotated[
     str, typer.Option("--as", help="The account whose export this is (scope, protection).")
@@ -372,14 +374,12 @@ SettlementOption = Annotated[str | None, typer.Option(help="One settlement P-cod
 HromadaOption = Annotated[str | None, typer.Option(help="One hromada P-code.")]
 
 
-def _check_format(file_format: str) -> str:
-    if file_format not in ("csv", "xlsx", "geojson", "jsonl"):
-        raise typer.BadParameter("must be csv, xlsx, geojson or jsonl", param_hint="--format")
-    return file_format
-
-
-@export_cli.command("households")
-def export_households(
+@cli.command("export")
+def export(
+    kind: Annotated[
+        ExportKind,
+        typer.Argument(help="households, visits (supervisors and admins) or settlements."),
+    ],
     account: AccountOption,
     out: OutOption,
     file_format: FormatOption = "csv",
@@ -387,34 +387,14 @@ def export_households(
     settlement: SettlementOption = None,
     hromada: HromadaOption = None,
 ) -> None:
-    """One row per household."""
-    _export("households", account, out, _check_format(file_format), protected, settlement, hromada)
+    """Write an export to a file, as the account would get it over the API (audited as
+    its export), with a progress bar."""
+    from app.exports import formats
 
-
-@export_cli.command("visits")
-def export_visits(
-    account: AccountOption,
-    out: OutOption,
-    file_format: FormatOption = "csv",
-    protected: ProtectedOption = None,
-    settlement: SettlementOption = None,
-    hromada: HromadaOption = None,
-) -> None:
-    """One row per visit (supervisors and admins)."""
-    _export("visits", account, out, _check_format(file_format), protected, settlement, hromada)
-
-
-@export_cli.command("settlements")
-def export_settlements(
-    account: AccountOption,
-    out: OutOption,
-    file_format: FormatOption = "csv",
-    protected: ProtectedOption = None,
-    settlement: SettlementOption = None,
-    hromada: HromadaOption = None,
-) -> None:
-    """One row per settlement, with counts."""
-    _export("settlements", account, out, _check_format(file_format), protected, settlement, hromada)
+    if file_format not in formats.MEDIA_TYPES:
+        choices = ", ".join(formats.MEDIA_TYPES)
+        raise typer.BadParameter(f"must be one of {choices}", param_hint="--format")
+    _export(kind.value, account, out, file_format, protected, settlement, hromada)
 
 
 def main() -> None:

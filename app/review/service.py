@@ -239,12 +239,13 @@ async def review_visit(
     household again, so the state and version change and phones get them."""
     scope = await _scope(session, principal)
     row = await repository.visit(session, visit_id)
+    locked: dict[uuid.UUID, Any] = {}
     if row is not None:
         # Lock the household first, then read the visit again: a merge may be moving it,
         # or its household arriving and folding it.
-        await households.serialize_writers(session, [row.household_id])
-        await households.lock_for_fold(session, [row.household_id])
         household_id = row.household_id
+        await households.serialize_writers(session, [household_id])
+        locked = await households.lock_for_fold(session, [household_id])
         row = await repository.visit(session, visit_id)
         if row is not None and row.household_id != household_id:
             raise Clash("A merge moved this visit to another household just now; try again.")
@@ -252,7 +253,8 @@ async def review_visit(
         raise NotFound("No visit with this id in your settlements.")
     before = {"review_state": row.review_state, "review_note": row.review_note}
     household_id = row.household_id
-    version_before = await _version(session, household_id)
+    # A pending visit's household has not arrived: it has no version.
+    version_before = locked[household_id]["version"] if household_id in locked else None
     await repository.set_review(session, visit_id, state, note)
     version = version_before
     if row.fold_state == "folded" and (row.review_state == "rejected") != (state == "rejected"):
@@ -279,11 +281,6 @@ async def _visit_visible(session: AsyncSession, scope: frozenset[str], row: AnyR
         return found.settlement_pcode in scope
     assigned = await settlements.assigned_pcodes(session, row.recorded_by)
     return bool(scope & set(assigned))
-
-
-async def _version(session: AsyncSession, household_id: uuid.UUID) -> int | None:
-    found = await repository.household(session, household_id)
-    return found.version if found is not None else None
 
 
 # Conflicts ----------------------------------------------------------------------------
