@@ -12,20 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, false, func, select
+from sqlalchemy import Select, and_, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
 from app.core.db import one_of
 from app.households.models import Household
 from app.settlements.models import Settlement
-from app.visits.models import Visit
+from app.visits.models import Visit, replaced_by_correction
 
 _h = Household.__table__.c  # type: ignore[attr-defined]
 _v = Visit.__table__.c  # type: ignore[attr-defined]
 _s = Settlement.__table__.c  # type: ignore[attr-defined]
 _u = User.__table__.c  # type: ignore[attr-defined]
-_correcting = Visit.__table__.alias("correcting")  # type: ignore[attr-defined]
 
 #: Rows fetched from the database at a time: memory stays flat whatever the total.
 FETCH_ROWS = 2000
@@ -109,12 +108,7 @@ STATE_COLUMNS = (
 def _visits_known_by(as_of: datetime) -> Any:
     """Visits the server had received by `as_of` that still count: not rejected, and not
     replaced by a correction it had received by then."""
-    replaced = exists().where(
-        _correcting.c.corrects == _v.id,
-        _correcting.c.household_id == _v.household_id,
-        _correcting.c.review_state != "rejected",
-        _correcting.c.received_at <= as_of,
-    )
+    replaced = replaced_by_correction(received_by=as_of)
     return and_(_v.received_at <= as_of, _v.review_state != "rejected", ~replaced)
 
 
@@ -216,11 +210,7 @@ def visits_query(
     """One row per stored visit of a known household, with its settlement and worker; by
     household, then time (the order of an index: a million visits need no sort before the
     first row). `as_of` keeps the visits received by then."""
-    replaced = exists().where(
-        _correcting.c.corrects == _v.id,
-        _correcting.c.household_id == _v.household_id,
-        _correcting.c.review_state != "rejected",
-    )
+    replaced = replaced_by_correction()
     conditions = [*_where_settlement(session, scope, filters), *_in_days(_v.visited_at, filters)]
     if filters.decision is not None:
         conditions.append(_v.decision == filters.decision)

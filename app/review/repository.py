@@ -33,7 +33,7 @@ from app.core.db import AnyRow, casefolded, one_of
 from app.core.types import utcnow
 from app.households.models import Household, HouseholdEdit
 from app.settlements.models import SettlementAssignment
-from app.visits.models import Visit
+from app.visits.models import Visit, replaced_by_correction
 
 _h = Household.__table__.c  # type: ignore[attr-defined]
 _v = Visit.__table__.c  # type: ignore[attr-defined]
@@ -41,7 +41,6 @@ _c = Conflict.__table__.c  # type: ignore[attr-defined]
 _e = HouseholdEdit.__table__.c  # type: ignore[attr-defined]
 _a = SettlementAssignment.__table__.c  # type: ignore[attr-defined]
 _u = User.__table__.c  # type: ignore[attr-defined]
-_correcting = Visit.__table__.alias("correcting")  # type: ignore[attr-defined]
 
 
 def _in_scope(session: AsyncSession, column: Any, scope: frozenset[str] | None) -> Any:
@@ -206,11 +205,7 @@ async def visits(
 
 
 def _visit_rows() -> Any:
-    corrected = exists().where(
-        _correcting.c.corrects == _v.id,
-        _correcting.c.household_id == _v.household_id,
-        _correcting.c.review_state != "rejected",
-    )
+    corrected = replaced_by_correction()
     return select(
         Visit.__table__,  # type: ignore[attr-defined]
         _u.username.label("recorded_by_name"),

@@ -5,7 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    exists,
+)
 from sqlmodel import Field, SQLModel
 
 from app.core.types import JSONDocument, UTCDateTime, utcnow
@@ -72,3 +81,19 @@ class Visit(SQLModel, table=True):
     review_state: str = Field(default="unreviewed", sa_column=Column(String(16), nullable=False))
     review_note: str = Field(default="", sa_type=Text)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def replaced_by_correction(*, received_by: datetime | None = None) -> ColumnElement[bool]:
+    """The visit (the `visit` table in the enclosing query) is replaced: a visit of the
+    same household that is not rejected names it in `corrects` (one received by
+    `received_by`, when given). A replaced visit stops counting in the fold."""
+    visit = Visit.__table__  # type: ignore[attr-defined]
+    correcting = visit.alias("correcting")
+    conditions = [
+        correcting.c.corrects == visit.c.id,
+        correcting.c.household_id == visit.c.household_id,
+        correcting.c.review_state != "rejected",
+    ]
+    if received_by is not None:
+        conditions.append(correcting.c.received_at <= received_by)
+    return exists().where(*conditions)

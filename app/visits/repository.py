@@ -7,15 +7,14 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import exists, select, true, update
+from sqlalchemy import select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import AnyRow, insert_missing, one_of
-from app.visits.models import Visit
+from app.visits.models import Visit, replaced_by_correction
 
 visit_table = Visit.__table__  # type: ignore[attr-defined]
 c = visit_table.c
-_correcting = visit_table.alias("correcting")
 
 
 class StoredVisit(NamedTuple):
@@ -97,11 +96,7 @@ async def contacted_between(
             c.outcome == "contacted",
             c.recorded_by != not_by if not_by is not None else true(),
             c.review_state != "rejected",
-            ~exists().where(
-                _correcting.c.corrects == c.id,
-                _correcting.c.household_id == c.household_id,
-                _correcting.c.review_state != "rejected",
-            ),
+            ~replaced_by_correction(),
             c.visited_at >= start,
             c.visited_at <= end,
         )
