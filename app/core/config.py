@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVELOPMENT_SECRET_KEY = "fieldsync-development-key-do-not-use-in-production"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
@@ -81,6 +83,106 @@ class Settings(DatabaseSettings):
         description="How long a pull's first page waits for the writes in flight when it "
         "begins (PostgreSQL). Longer ones hold their changes back to a later pull.",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body any endpoint accepts, as sent (1 MiB); a push may "
+        "send up to batch_max_bytes. A larger declared Content-Length is refused before the "
+        "body is read; a streamed body is cut off at the limit.",
+    )
+    login_max_failures_per_username: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed sign-ins for one username (known or not) before it is locked.",
+    )
+    login_max_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        le=100_000,
+        description="Failed sign-ins from one client address before it is locked. Higher than "
+        "per username: a field office's phones may share one address.",
+    )
+    login_failure_window_seconds: float = Field(
+        default=900,
+        gt=0,
+        le=7 * 86400,
+        description="A username or address with no failed sign-in for this long after its "
+        "last lock ends starts again from zero.",
+    )
+    login_lockout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=86400,
+        description="The first lock; each further failure once the limit is reached doubles it.",
+    )
+    login_lockout_max_seconds: float = Field(
+        default=3600,
+        gt=0,
+        le=7 * 86400,
+        description="The longest a username or address is locked at a time.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or networks (CIDR) of reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed. Empty: the TCP peer is the client.",
+    )
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins (scheme://host[:port]) whose browser pages may "
+        "call the API. Empty: no cross-origin calls.",
+    )
+    hsts_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=2 * 365 * 86400,
+        description="When above 0, every response carries Strict-Transport-Security with this "
+        "max-age. Set it only when the server is reached over HTTPS.",
+    )
+
+    @field_validator("trusted_proxies", "cors_allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network (such as 10.0.0.0/8)"
+                ) from None
+        return value
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for item in value:
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in {"http", "https"}
+                or not parts.hostname
+                or item != f"{parts.scheme}://{parts.netloc}"
+            ):
+                raise ValueError(
+                    f"{item!r} is not an origin: give scheme://host[:port], with no path, "
+                    "no trailing slash and no wildcard"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _lockout_bounds(self) -> Settings:
+        if self.login_lockout_max_seconds < self.login_lockout_seconds:
+            raise ValueError(
+                "FIELDSYNC_LOGIN_LOCKOUT_MAX_SECONDS must be at least "
+                "FIELDSYNC_LOGIN_LOCKOUT_SECONDS"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secret_outside_development(self) -> Settings:
