@@ -139,6 +139,12 @@ class Settings(DatabaseSettings):
         description="When above 0, every response carries Strict-Transport-Security with this "
         "max-age. Set it only when the server is reached over HTTPS.",
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=MIN_SECRET_KEY_LENGTH,
+        description="Bearer token a scraper sends to read GET /metrics; without one, "
+        "/metrics answers only clients on this machine (loopback).",
+    )
 
     @field_validator("trusted_proxies", "cors_allowed_origins", mode="before")
     @classmethod
