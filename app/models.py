@@ -1,7 +1,7 @@
 """Every table model, imported in one place for Alembic and the tests."""
 
 from app.audit.models import AuditEvent
-from app.auth.models import Device, RefreshToken, Role, User
+from app.auth.models import Device, LoginThrottle, RefreshToken, Role, User
 from app.conflicts.models import Conflict, ConflictCandidate
 from app.core.db import metadata
 from app.households.models import Household, HouseholdEdit
@@ -16,6 +16,7 @@ __all__ = [
     "Device",
     "Household",
     "HouseholdEdit",
+    "LoginThrottle",
     "RefreshToken",
     "Role",
     "Settlement",

@@ -1,4 +1,4 @@
-"""Users, their devices and their refresh tokens."""
+"""Users, their devices, their refresh tokens, and the count of failed sign-ins."""
 
 from __future__ import annotations
 
@@ -78,3 +78,33 @@ class RefreshToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     rotated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+THROTTLE_SCOPES = ("username", "address")
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins counted for one username (known or not) or one client address, in
+    the database so that every server process sees the same count (app/auth/throttle.py).
+
+    `failures` counts the attempts let through since the count last started; once it
+    reaches the limit, each attempt let through locks the key until `locked_until`, for
+    twice as long as the time before. `reset_at` is when the key is forgotten, a window
+    after its last attempt or lock; `last_attempt_id` tells an attempt whether it was the
+    one counted last.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (
+        CheckConstraint(
+            "scope IN (" + ", ".join(f"'{s}'" for s in THROTTLE_SCOPES) + ")", name="scope"
+        ),
+        Index("ix_login_throttle_reset_at", "reset_at"),
+    )
+
+    scope: str = Field(sa_column=Column(String(16), primary_key=True))
+    subject: str = Field(sa_column=Column(String(64), primary_key=True))
+    failures: int = Field(default=0, nullable=False)
+    locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reset_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    last_attempt_id: uuid.UUID
