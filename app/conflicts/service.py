@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.conflicts import repository
+from app.core import metrics
 from app.core.types import utcnow
 
 ConflictKey = tuple[uuid.UUID, str]
@@ -59,6 +61,10 @@ class ConflictBook:
                     }
                 )
         await repository.insert_conflicts(session, new_conflicts)
+        for opened_kind, opened in Counter(str(c["kind"]) for c in new_conflicts).items():
+            metrics.count_after_commit(
+                session, metrics.CONFLICTS_OPENED.labels(kind=opened_kind), opened
+            )
         rows: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
         for key, (_, candidates) in self._wanted.items():
             for candidate in candidates:

@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service as auth
 from app.auth.models import Role
 from app.auth.service import Principal
+from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import Gone
 from app.core.types import utcnow
@@ -204,6 +205,7 @@ async def pull(
         raise _gone("Old tombstones were pruned while this cursor was being served.")
     if principal.device_id is not None:
         await auth.record_seen(session, principal.device_id, utcnow())
+    _count_page(session, page)
     return orjson.dumps(
         {
             "households": page.households,
@@ -214,6 +216,15 @@ async def pull(
         },
         option=orjson.OPT_UTC_Z,
     )
+
+
+def _count_page(session: AsyncSession, page: Page) -> None:
+    """The page and what it sends, counted once the request's transaction commits."""
+    metrics.count_after_commit(session, metrics.PULL_PAGES)
+    metrics.count_after_commit(session, metrics.PULL_HOUSEHOLDS, len(page.households))
+    for kind in ("household", "settlement"):
+        sent = sum(1 for t in page.tombstones if t["kind"] == kind)
+        metrics.count_after_commit(session, metrics.PULL_TOMBSTONES.labels(kind=kind), sent)
 
 
 async def prune_tombstones(session: AsyncSession, older_than: datetime) -> int:

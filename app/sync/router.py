@@ -11,6 +11,7 @@ from app.auth.models import Role
 from app.auth.service import Principal
 from app.core.body import read_body
 from app.core.deps import SessionDep, SettingsDep
+from app.core.errors import DomainError
 from app.core.openapi import errors
 from app.core.types import utcnow
 from app.sync import feed, service
@@ -48,8 +49,12 @@ async def push(
     request: Request, principal: PhoneUser, session: SessionDep, settings: SettingsDep
 ) -> Response:
     received_at = utcnow()
-    body = await read_body(request, settings.batch_max_bytes)
-    answer = await service.push(session, settings, principal, body, received_at)
+    try:
+        body = await read_body(request, settings.batch_max_bytes)
+        answer = await service.push(session, settings, principal, body, received_at)
+    except DomainError as exc:
+        service.count_refused(exc)
+        raise
     return Response(content=answer, media_type="application/json")
 
 

@@ -26,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import service as auth
 from app.auth.service import Principal
 from app.conflicts.service import ConflictBook, ConflictKey
+from app.core import metrics
 from app.core.config import Settings
 from app.core.errors import (
     Conflict,
+    DomainError,
     FieldError,
     Forbidden,
     Invalid,
@@ -733,6 +735,7 @@ async def push(
             or earlier.device_id != envelope.device_id
         ):
             raise Conflict("This batch_id was already used for a different batch.")
+        metrics.count_after_commit(session, metrics.PUSH_BATCHES.labels(outcome="replayed"))
         return earlier.response_body
 
     batch = _Batch(
@@ -773,4 +776,29 @@ async def push(
     )
     await repository.store_response(session, envelope.batch_id, response)
     await auth.record_sync(session, envelope.device_id, received_at, envelope.app_version)
+    _count_accepted(session, batch)
     return response
+
+
+def _count_accepted(session: AsyncSession, batch: _Batch) -> None:
+    """The batch and its items by status, counted once the request's transaction commits."""
+    items: dict[tuple[str, str], int] = defaultdict(int)
+    for result in batch.results:
+        items[result["kind"], result["status"]] += 1
+    for (kind, status), count in items.items():
+        metrics.count_after_commit(
+            session, metrics.PUSH_ITEMS.labels(kind=kind, status=status), count
+        )
+    metrics.count_after_commit(session, metrics.PUSH_BATCHES.labels(outcome="accepted"))
+
+
+def count_refused(exc: DomainError) -> None:
+    """A batch refused whole stored nothing; it counts at once: `conflict` for a batch_id
+    reused for another batch, `retry` for a 503, `refused` for any other error."""
+    if isinstance(exc, Conflict):
+        outcome = "conflict"
+    elif isinstance(exc, RetryLater):
+        outcome = "retry"
+    else:
+        outcome = "refused"
+    metrics.PUSH_BATCHES.labels(outcome=outcome).inc()

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     exists,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -44,6 +45,14 @@ class Visit(SQLModel, table=True):
         CheckConstraint(_one_of("fold_state", FOLD_STATES), name="fold_state"),
         Index("ix_visit_household_id_visited_at", "household_id", "visited_at"),
         Index("ix_visit_corrects", "corrects"),
+        # Only the few visits waiting for their household: /metrics counts them on every
+        # scrape, and a household's arrival finds its own.
+        Index(
+            "ix_visit_pending",
+            "household_id",
+            postgresql_where=text("fold_state = 'pending'"),
+            sqlite_where=text("fold_state = 'pending'"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)

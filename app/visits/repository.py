@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, true, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import AnyRow, insert_missing, one_of
@@ -113,3 +113,11 @@ async def mark_folded(session: AsyncSession, household_ids: Collection[uuid.UUID
             .where(one_of(session, c.household_id, household_ids), c.fold_state == "pending")
             .values(fold_state="folded")
         )
+
+
+async def count_pending(session: AsyncSession) -> int:
+    """How many visits wait for their household (a partial index holds only those)."""
+    count = await session.scalar(
+        select(func.count()).select_from(visit_table).where(c.fold_state == "pending")
+    )
+    return int(count or 0)

@@ -18,6 +18,7 @@ stored_and_corrected = repository.stored_and_corrected
 insert_new = repository.insert_new
 mark_folded = repository.mark_folded
 contacted_between = repository.contacted_between
+count_pending = repository.count_pending
 
 
 def observation(visit: AnyRow | dict[str, Any]) -> Observation:
