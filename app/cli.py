@@ -112,7 +112,9 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
+        # X-Forwarded-* are believed only from FIELDSYNC_TRUSTED_PROXIES, by the app
+        # itself (app/main.py); uvicorn's own would trust 127.0.0.1 whatever the setting.
+        proxy_headers=False,
         log_level="info",
     )
 

@@ -15,11 +15,16 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.gzip import GZipMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api import TAGS, mount_routers
+from app.api import API_PREFIX, TAGS, mount_routers
+from app.auth.throttle import LoginLimiter, ThrottlePolicy
+from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.config import Settings, get_settings
+from app.core.cors import install_cors
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import PROBLEM_JSON, install_error_handlers
+from app.core.headers import docs_page_csp, install_security_headers
 from app.core.openapi import add_component_schemas
 from app.sync.schemas import PushRequest
 
@@ -41,7 +46,6 @@ All data shown in examples is synthetic.
 #: work at a field office with no internet (no CDN, no web fonts).
 DOCS_ASSETS_URL = "/docs-assets"
 DOCS_ASSETS_PACKAGE = ("fastapi_offline", "static")
-REDOC_CSP = "img-src 'self' data:"
 
 
 def _problem_only_errors(schema: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +70,7 @@ def _mount_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=root + openapi_url,
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=root + oauth2_redirect_url,
@@ -75,10 +79,14 @@ def _mount_docs(app: FastAPI) -> None:
             swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
             swagger_ui_parameters=app.swagger_ui_parameters,
         )
+        page.headers["Content-Security-Policy"] = docs_page_csp(page.body)
+        return page
 
     @app.get(oauth2_redirect_url, include_in_schema=False)
     async def swagger_ui_oauth2_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        page = get_swagger_ui_oauth2_redirect_html()
+        page.headers["Content-Security-Policy"] = docs_page_csp(page.body)
+        return page
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
@@ -91,10 +99,26 @@ def _mount_docs(app: FastAPI) -> None:
             with_google_fonts=False,
         )
         # ReDoc's "API docs by Redocly" footer loads its logo from Redocly's CDN (it hides
-        # the image when that fails): images from this server only, so nothing is asked
-        # of the internet and an offline office waits on nothing.
-        page.headers["Content-Security-Policy"] = REDOC_CSP
+        # the image when that fails): the policy allows images from this server only, so
+        # nothing is asked of the internet and an offline office waits on nothing.
+        page.headers["Content-Security-Policy"] = docs_page_csp(page.body)
         return page
+
+
+def _install_guards(app: FastAPI, settings: Settings) -> None:
+    """Body-size limits, CORS and proxy headers (each added outside the one before), and
+    security headers around the whole stack."""
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        path_limits={f"{API_PREFIX}/sync/push": settings.batch_max_bytes},
+    )
+    install_cors(app, settings.cors_allowed_origins)
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    install_security_headers(
+        app, hsts_seconds=settings.hsts_seconds, cacheable_prefixes=(f"{DOCS_ASSETS_URL}/",)
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -120,8 +144,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.login_limiter = LoginLimiter(
+        app.state.sessionmaker, ThrottlePolicy.from_settings(settings)
+    )
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
+    _install_guards(app, settings)
     mount_routers(app)
     _mount_docs(app)
 

@@ -32,7 +32,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_login_throttle_reset_at', ['reset_at'], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table('login_throttle', schema=None) as batch_op:
         batch_op.drop_index('ix_login_throttle_reset_at')

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from app.auth import service
 from app.auth.models import Role
 from app.auth.service import Principal
+from app.auth.throttle import LoginLimiter
 from app.core.deps import SessionDep, SettingsDep
 from app.core.errors import Forbidden, NotAuthenticated
 
@@ -54,3 +55,20 @@ Partner = Annotated[Principal, Depends(require_roles(Role.partner))]
 Admin = Annotated[Principal, Depends(require_roles(Role.admin))]
 #: Supervisors, and administrators who stand in for them.
 Reviewer = Annotated[Principal, Depends(require_roles(Role.supervisor, Role.admin))]
+
+
+async def get_login_limiter(request: Request) -> LoginLimiter:
+    """The app's login limiter (created with the app: see `create_app`)."""
+    limiter: LoginLimiter = request.app.state.login_limiter
+    return limiter
+
+
+async def get_client_address(request: Request) -> str:
+    """The caller's address: the TCP peer, or, when the peer is a trusted proxy
+    (FIELDSYNC_TRUSTED_PROXIES), the client it forwarded for (set by the app's proxy
+    headers middleware). X-Forwarded-For from anyone else is ignored."""
+    return request.client.host if request.client else "unknown"
+
+
+LoginLimiterDep = Annotated[LoginLimiter, Depends(get_login_limiter)]
+ClientAddress = Annotated[str, Depends(get_client_address)]

@@ -1,17 +1,22 @@
-"""Queries on users, devices and refresh tokens. Flush, never commit."""
+"""Queries on users, devices, refresh tokens and the login throttle. Flush, never commit."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, update
+from sqlalchemy import ColumnElement, case, delete, exists, literal, null, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
-from app.auth.models import Device, RefreshToken, User
+from app.auth.models import Device, LoginThrottle, RefreshToken, User
+from app.core.types import UTCDateTime
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -95,3 +100,134 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, at: datetim
 async def add(session: AsyncSession, row: User | Device | RefreshToken) -> None:
     session.add(row)
     await session.flush()
+
+
+# --- The login throttle ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleCount:
+    """A key's state just after an attempt was counted against it (or refused by it)."""
+
+    failures: int
+    locked_until: datetime | None
+    last_attempt_id: uuid.UUID
+
+
+def _instant(value: datetime | None) -> ColumnElement[Any]:
+    return null() if value is None else literal(value, UTCDateTime())
+
+
+def _by_count(
+    count: ColumnElement[int], limit: int, below: datetime | None, at_or_above: Sequence[datetime]
+) -> ColumnElement[Any]:
+    """`below` while `count` < `limit`; from the limit on, the k-th value of `at_or_above`
+    for the (limit + k)-th count, the last one for every count after."""
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [(count < limit, _instant(below))]
+    whens += [(count == limit + k, _instant(v)) for k, v in enumerate(at_or_above[:-1])]
+    return case(*whens, else_=_instant(at_or_above[-1]))
+
+
+async def count_sign_in_attempt(
+    session: AsyncSession,
+    *,
+    scope: str,
+    subject: str,
+    attempt_id: uuid.UUID,
+    now: datetime,
+    limit: int,
+    locks: Sequence[datetime],
+    resets: Sequence[datetime],
+    reset_unlocked: datetime,
+) -> ThrottleCount:
+    """Count an attempt against a key in one statement, atomic under concurrency (the
+    row is locked by `INSERT ... ON CONFLICT DO UPDATE`): a locked key refuses it and
+    stays as it is; a key whose `reset_at` has passed starts again at 1; otherwise the
+    count goes up by one. From the `limit`-th count on, each counted attempt locks the
+    key until the next of `locks` (the same `resets` entry gives its `reset_at`), so the
+    attempt is let through and the ones after it wait. `last_attempt_id` is the
+    attempt's id only when it was counted."""
+    table = LoginThrottle.__table__  # type: ignore[attr-defined]
+    failures, locked_until, reset_at = table.c.failures, table.c.locked_until, table.c.reset_at
+    now_ = _instant(now)
+    locked = locked_until > now_
+    count = case((reset_at <= now_, 0), else_=failures) + 1
+    first_locks = limit <= 1  # the key's first attempt reaches the limit
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(table)
+        .values(
+            scope=scope,
+            subject=subject,
+            failures=1,
+            locked_until=locks[0] if first_locks else None,
+            reset_at=resets[0] if first_locks else reset_unlocked,
+            last_attempt_id=attempt_id,
+        )
+        .on_conflict_do_update(
+            index_elements=[table.c.scope, table.c.subject],
+            set_={
+                "failures": case((locked, failures), else_=count),
+                "locked_until": case(
+                    (locked, locked_until), else_=_by_count(count, limit, None, locks)
+                ),
+                "reset_at": case(
+                    (locked, reset_at), else_=_by_count(count, limit, reset_unlocked, resets)
+                ),
+                "last_attempt_id": case(
+                    (locked, table.c.last_attempt_id), else_=literal(attempt_id)
+                ),
+            },
+        )
+        .returning(failures, locked_until, table.c.last_attempt_id)
+    )
+    row = (await session.execute(statement)).one()
+    return ThrottleCount(failures=row[0], locked_until=row[1], last_attempt_id=row[2])
+
+
+async def forget_sign_in_failures(session: AsyncSession, *, scope: str, subject: str) -> None:
+    """Start a key's count again from zero, lock included."""
+    await session.execute(
+        delete(LoginThrottle).where(
+            col(LoginThrottle.scope) == scope, col(LoginThrottle.subject) == subject
+        )
+    )
+
+
+async def uncount_sign_in_attempt(
+    session: AsyncSession, *, scope: str, subject: str, attempt_id: uuid.UUID
+) -> None:
+    """Take back an attempt that turned out not to be a failure: one count less, and the
+    lock it set lifted if no attempt was counted after it (before it, the key was not
+    locked, or the attempt would have been refused)."""
+    await session.execute(
+        update(LoginThrottle)
+        .where(col(LoginThrottle.scope) == scope, col(LoginThrottle.subject) == subject)
+        .values(
+            failures=case(
+                (col(LoginThrottle.failures) > 0, col(LoginThrottle.failures) - 1), else_=0
+            ),
+            locked_until=case(
+                (col(LoginThrottle.last_attempt_id) == attempt_id, null()),
+                else_=col(LoginThrottle.locked_until),
+            ),
+        )
+    )
+
+
+async def prune_sign_in_failures(session: AsyncSession, now: datetime, batch: int = 1000) -> None:
+    """Delete up to `batch` keys whose `reset_at` has passed. Rows another transaction
+    holds are skipped, not waited for: pruning never blocks a sign-in nor deadlocks with
+    one (SQLite has no row locks and no FOR UPDATE: it has one writer at a time)."""
+    expired = (
+        select(col(LoginThrottle.scope), col(LoginThrottle.subject))
+        .where(col(LoginThrottle.reset_at) < now)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    await session.execute(
+        delete(LoginThrottle).where(
+            tuple_(col(LoginThrottle.scope), col(LoginThrottle.subject)).in_(expired)
+        )
+    )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.auth import service
-from app.auth.deps import Admin, CurrentPrincipal
+from app.auth.deps import Admin, ClientAddress, CurrentPrincipal, LoginLimiterDep
 from app.auth.schemas import DevicePublic, Me, RefreshRequest, RevokeRequest, TokenPair
 from app.core.deps import SessionDep, SettingsDep
 from app.core.openapi import errors
@@ -23,7 +23,7 @@ devices_router = APIRouter()
     operation_id="auth:token",
     summary="Sign in",
     response_model=TokenPair,
-    responses=errors(401, 422),
+    responses=errors(401, 422, 429),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -49,19 +49,27 @@ devices_router = APIRouter()
     description="Sign in with a username and password (OAuth2 password form). A phone also "
     "sends its device id as `client_id`; a field worker's first sign-in from a phone "
     "registers that phone. A wrong username, a wrong password and a disabled account all "
-    "get the same answer.",
+    "get the same answer. After 5 failed sign-ins for one username (whether it exists or "
+    "not) or 20 from one address, within 15 minutes, the next attempt is refused with 429 "
+    "until `Retry-After` seconds have passed: 30 seconds at first, twice as long after each "
+    "further failure, at most an hour (the server's defaults). A successful sign-in clears "
+    "its username's count.",
 )
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
+    limiter: LoginLimiterDep,
+    address: ClientAddress,
 ) -> TokenPair:
     return await service.authenticate(
         session,
         settings,
+        limiter,
         username=form.username,
         password=form.password,
         client_id=form.client_id,
+        address=address,
     )
 
 

@@ -14,6 +14,7 @@ from app.audit import service as audit
 from app.auth import repository
 from app.auth.models import Device, RefreshToken, Role, User
 from app.auth.schemas import DevicePublic, Me, TokenPair
+from app.auth.throttle import ADDRESS, Attempt, LoginLimiter
 from app.core.config import Settings
 from app.core.errors import Conflict, FieldError, Invalid, NotAuthenticated, NotFound
 from app.core.security import (
@@ -100,9 +101,11 @@ async def _refuse_sign_in(
     user: User | None,
     device_id: uuid.UUID | None,
     reason: str,
+    attempt: Attempt,
 ) -> NoReturn:
-    """Record a failed sign-in (never the password typed), then refuse it with the same
-    answer for every reason: the caller learns nothing about which accounts exist."""
+    """Record a failed sign-in (never the password typed), and each lock it set, then
+    refuse it with the same answer for every reason: the caller learns nothing about
+    which accounts exist."""
     await audit.record(
         session,
         action="auth.login_failed",
@@ -112,45 +115,72 @@ async def _refuse_sign_in(
         reason=reason,
         after={"device_id": str(device_id) if device_id else None},
     )
+    for scope, until in attempt.locks.items():
+        seconds = round((until - attempt.at).total_seconds())
+        by_address = scope == ADDRESS
+        await audit.record(
+            session,
+            action="auth.lockout",
+            entity_type="address" if by_address else "user",
+            entity_id=attempt.address if by_address else (user.id if user is not None else ""),
+            actor_username=_as_typed(username),
+            reason=f"{attempt.failures[scope]} failed sign-ins "
+            f"{'from this address' if by_address else 'for this username'}: "
+            f"locked for {seconds} s.",
+            after={
+                "scope": scope,
+                "address": attempt.address,
+                "failures": attempt.failures[scope],
+                "locked_until": until.isoformat(),
+            },
+        )
     raise SignInRefused(BAD_CREDENTIALS)
 
 
-async def _device_for_login(session: AsyncSession, user: User, device_id: uuid.UUID) -> Device:
-    """The caller's device, registered on the owner's first sign-in from it."""
+async def _known_phone(
+    session: AsyncSession, user: User, device_id: uuid.UUID, attempt: Attempt
+) -> Device | None:
+    """The caller's phone if it is registered (None if not yet); a phone registered to
+    another account, or revoked, is refused like bad credentials."""
     device = await repository.get_device(session, device_id)
     if device is None:
-        device = Device(id=device_id, owner_id=user.id, last_seen_at=utcnow())
-        await repository.add(session, device)
-        await audit.record(
-            session,
-            action="device.register",
-            entity_type="device",
-            entity_id=device_id,
-            actor_id=user.id,
-            actor_username=user.username,
-            after={"owner": user.username},
-        )
-        return device
+        return None
     # Same answer as bad credentials: a stolen phone learns nothing from it.
     if device.owner_id != user.id:
         await _refuse_sign_in(
-            session, user.username, user, device_id, "phone registered to another account"
+            session, user.username, user, device_id, "phone registered to another account", attempt
         )
     if device.revoked_at is not None:
-        await _refuse_sign_in(session, user.username, user, device_id, "phone revoked")
-    device.last_seen_at = utcnow()
+        await _refuse_sign_in(session, user.username, user, device_id, "phone revoked", attempt)
     return device
+
+
+async def _register_phone(session: AsyncSession, user: User, device_id: uuid.UUID) -> None:
+    """A field worker's first sign-in from a phone registers it."""
+    await repository.add(session, Device(id=device_id, owner_id=user.id, last_seen_at=utcnow()))
+    await audit.record(
+        session,
+        action="device.register",
+        entity_type="device",
+        entity_id=device_id,
+        actor_id=user.id,
+        actor_username=user.username,
+        after={"owner": user.username},
+    )
 
 
 async def authenticate(
     session: AsyncSession,
     settings: Settings,
+    limiter: LoginLimiter,
     *,
     username: str,
     password: str,
     client_id: str | None,
+    address: str,
 ) -> TokenPair:
-    """Password sign-in. `client_id` is the phone's device id; field workers must send one."""
+    """Password sign-in. `client_id` is the phone's device id; field workers must send one.
+    `address` is the client's; with the username it is throttled (app/auth/throttle.py)."""
     device_id: uuid.UUID | None = None
     if client_id:
         try:
@@ -161,6 +191,7 @@ async def authenticate(
                 f"client_id {message}.",
                 errors=[FieldError(field="client_id", code="uuid_parsing", message=message)],
             ) from None
+    attempt = await limiter.begin(username=username, address=address)
     user = (
         await repository.get_user_by_username(session, username)
         if _could_be_a_username(username)
@@ -168,18 +199,26 @@ async def authenticate(
     )
     password_ok = await verify_password(user.password_hash if user else None, password)
     if user is None:
-        await _refuse_sign_in(session, username, None, device_id, "unknown username")
+        await _refuse_sign_in(session, username, None, device_id, "unknown username", attempt)
     if not password_ok:
-        await _refuse_sign_in(session, username, user, device_id, "wrong password")
+        await _refuse_sign_in(session, username, user, device_id, "wrong password", attempt)
     if not user.is_active:
-        await _refuse_sign_in(session, username, user, device_id, "account disabled")
+        await _refuse_sign_in(session, username, user, device_id, "account disabled", attempt)
     if user.role == Role.field_worker and device_id is None:
+        # The password was right, and this answer says so already: no failure to count.
+        await limiter.succeeded(attempt)
         raise Invalid(
             "Field workers sign in from their phone: client_id (the device id) is required.",
             errors=[FieldError(field="client_id", code="missing", message="is required")],
         )
-    if device_id is not None:
-        await _device_for_login(session, user, device_id)
+    device = await _known_phone(session, user, device_id, attempt) if device_id else None
+    # Before this request writes anything: the limiter writes on a connection of its own,
+    # and on SQLite a write here would hold the one write lock until the request ends.
+    await limiter.succeeded(attempt)
+    if device is not None:
+        device.last_seen_at = utcnow()
+    elif device_id is not None:
+        await _register_phone(session, user, device_id)
     await audit.record(
         session,
         action="auth.login",

@@ -26,6 +26,7 @@ _WHEN = {
     413: "The request is larger than the server accepts.",
     415: "The request's encoding is not supported.",
     422: "A field is missing or invalid; `errors` names each one.",
+    429: "Too many failed attempts: wait `Retry-After` seconds before trying again.",
     503: "The database is unavailable; nothing was stored. Retry after `Retry-After` seconds.",
 }
 

@@ -1,0 +1,178 @@
+"""Login throttling: failed sign-ins counted per username and per client address, with
+locks that double in length, shared by every server process through the database.
+
+Each password sign-in is counted before its password is checked, against its client
+address first and then its username (known or not: the answer never depends on whether
+the account exists). Both counts are one atomic statement each (`INSERT ... ON CONFLICT
+DO UPDATE ... RETURNING`), in a transaction of their own committed at once, so that
+concurrent attempts and other processes see them before the slow password check ends,
+and a request that then fails cannot roll them back. Once a key has been counted
+`limit` times, each attempt let through locks it: for `login_lockout_seconds` first,
+twice as long each time after, at most `login_lockout_max_seconds`. An attempt on a
+locked key is refused with 429 and `Retry-After` before anything else is looked at;
+it is not counted against that key, nor checked, so it gives nothing away. A sign-in
+that succeeds clears its username's count and takes its attempt back from its
+address's. A key with no attempt for `login_failure_window_seconds` after its last
+lock (or attempt) starts again from zero, and its row is deleted.
+
+The refresh endpoint is not throttled: a refresh token is 256 random bits that nobody
+can guess, and presenting a rotated one already revokes its whole family.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth import repository
+from app.core.config import Settings
+from app.core.errors import DomainError
+from app.core.types import utcnow
+
+USERNAME, ADDRESS = "username", "address"
+#: The longest subject a key holds (the column's width); longer ones are cut.
+SUBJECT_LENGTH = 64
+
+
+class SignInThrottled(DomainError):
+    """Too many failed sign-ins for this username or from this address: wait."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many failed sign-ins. Try again in {retry_after} seconds.",
+        )
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """How many failures each kind of key may have, and how long locks and memory last."""
+
+    username_limit: int
+    address_limit: int
+    window: timedelta
+    first_lock: timedelta
+    longest_lock: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ThrottlePolicy:
+        return cls(
+            username_limit=settings.login_max_failures_per_username,
+            address_limit=settings.login_max_failures_per_address,
+            window=timedelta(seconds=settings.login_failure_window_seconds),
+            first_lock=timedelta(seconds=settings.login_lockout_seconds),
+            longest_lock=timedelta(seconds=settings.login_lockout_max_seconds),
+        )
+
+    def lock_lengths(self) -> list[timedelta]:
+        """The first lock, doubled each time, up to and ending with the longest."""
+        lengths = [min(self.first_lock, self.longest_lock)]
+        while lengths[-1] < self.longest_lock:
+            lengths.append(min(lengths[-1] * 2, self.longest_lock))
+        return lengths
+
+    def limit(self, scope: str) -> int:
+        return self.username_limit if scope == USERNAME else self.address_limit
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A sign-in attempt let through: what it was counted against, and the locks it set
+    (scope -> until), which stand if it fails."""
+
+    id: uuid.UUID
+    at: datetime
+    username: str
+    address: str
+    failures: dict[str, int] = field(default_factory=dict)
+    locks: dict[str, datetime] = field(default_factory=dict)
+
+
+def _subject(value: str) -> str:
+    """A key as its column can hold it: no NUL, no lone surrogate, at most 64 characters."""
+    cleaned = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return cleaned[:SUBJECT_LENGTH]
+
+
+def _retry_after(until: datetime, now: datetime) -> int:
+    return max(1, math.ceil((until - now).total_seconds()))
+
+
+class LoginLimiter:
+    """Counts sign-in attempts in transactions of its own (see the module docstring).
+
+    `clock` is the time source, replaceable in tests so that no test sleeps.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        policy: ThrottlePolicy,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.policy = policy
+        self.clock = clock
+
+    async def begin(self, *, username: str, address: str) -> Attempt:
+        """Count an attempt against its address, then its username; `SignInThrottled` if
+        either is locked (a locked address refuses before the username is counted)."""
+        now = self.clock()
+        attempt = Attempt(
+            id=uuid.uuid4(), at=now, username=_subject(username), address=_subject(address)
+        )
+        refused_until: datetime | None = None
+        async with self.sessionmaker() as session, session.begin():
+            for scope, subject in ((ADDRESS, attempt.address), (USERNAME, attempt.username)):
+                refused_until = await self._count(session, attempt, scope, subject)
+                if refused_until is not None:
+                    break  # what was counted before (the address) is committed
+        async with self.sessionmaker() as session, session.begin():
+            await repository.prune_sign_in_failures(session, now)
+        if refused_until is not None:
+            raise SignInThrottled(_retry_after(refused_until, now))
+        return attempt
+
+    async def _count(
+        self, session: AsyncSession, attempt: Attempt, scope: str, subject: str
+    ) -> datetime | None:
+        """Count the attempt against one key; the time its lock ends if the key refuses it."""
+        now = attempt.at
+        window = self.policy.window
+        locks = [now + length for length in self.policy.lock_lengths()]
+        counted = await repository.count_sign_in_attempt(
+            session,
+            scope=scope,
+            subject=subject,
+            attempt_id=attempt.id,
+            now=now,
+            limit=self.policy.limit(scope),
+            locks=locks,
+            resets=[until + window for until in locks],
+            reset_unlocked=now + window,
+        )
+        if counted.last_attempt_id != attempt.id:
+            assert counted.locked_until is not None  # only a lock refuses
+            return counted.locked_until
+        attempt.failures[scope] = counted.failures
+        if counted.locked_until is not None:
+            attempt.locks[scope] = counted.locked_until
+        return None
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: the username starts again from zero, and the address
+        gets its attempt back."""
+        async with self.sessionmaker() as session, session.begin():
+            await repository.forget_sign_in_failures(
+                session, scope=USERNAME, subject=attempt.username
+            )
+            await repository.uncount_sign_in_attempt(
+                session, scope=ADDRESS, subject=attempt.address, attempt_id=attempt.id
+            )
