@@ -336,6 +336,11 @@ def csv_chunks(columns: Sequence[Column], rows: Rows) -> AsyncIterator[bytes]:
     return _stream(_CsvEncoder(_checked(columns)), rows)
 
 
+def csv_head(columns: Sequence[Column]) -> bytes:
+    """The two lines a CSV starts with: the header and the HXL hashtag row."""
+    return _CsvEncoder(_checked(columns)).start()
+
+
 # JSON Lines and GeoJSON
 
 

@@ -7,6 +7,8 @@ rows streamed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -280,6 +282,55 @@ async def stream(session: AsyncSession, query: Select[Any]) -> AsyncIterator[dic
             yield dict(row)
 
 
+#: Chunks of COPY's output held between the database and the client: the copy waits
+#: while the client is slower (memory stays flat).
+COPY_QUEUE_CHUNKS = 16
+
+
+async def copy_csv(session: AsyncSession, query: Select[Any]) -> AsyncIterator[bytes]:
+    """`COPY (query) TO STDOUT (FORMAT csv)` in the session's transaction, as it comes.
+
+    The query's values are rendered inline (COPY takes no parameters): callers pass
+    only checked values (see sql_csv.py). If the stream is left before the copy ends
+    (the client went away), the copy is cancelled and the connection, whose protocol
+    state is then unknown, is thrown away rather than reused.
+    """
+    connection = await session.connection()
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+    room = asyncio.Semaphore(COPY_QUEUE_CHUNKS)
+
+    async def keep(chunk: bytes) -> None:
+        await room.acquire()
+        chunks.put_nowait(chunk)
+
+    async def copy() -> None:
+        try:
+            await driver.copy_from_query(sql, output=keep, format="csv")
+        finally:
+            chunks.put_nowait(None)  # the end, or the copy's error: `await task` tells
+
+    task = asyncio.create_task(copy())
+    try:
+        while (chunk := await chunks.get()) is not None:
+            room.release()
+            yield chunk
+        await task  # the copy's error, if it failed
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await connection.invalidate()
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 async def begin_snapshot(session: AsyncSession) -> None:
     """Make every read of this session see one snapshot.
 
@@ -294,6 +345,8 @@ async def begin_snapshot(session: AsyncSession) -> None:
         # Compiling a plan to machine code costs a quarter second before the first row,
         # for a scan whose time goes to the client anyway.
         await connection.exec_driver_sql("SET LOCAL jit = off")
+        # Floats written as text by the database (sql_csv.py): shortest exact form.
+        await connection.exec_driver_sql("SET LOCAL extra_float_digits = 1")
     else:
         await (await session.connection()).exec_driver_sql("BEGIN")
 

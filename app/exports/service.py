@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import Select, case, null
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
@@ -36,7 +36,7 @@ from app.auth.models import Role
 from app.auth.service import Principal
 from app.core.config import Settings
 from app.core.errors import FieldError, Forbidden, Invalid
-from app.exports import formats, repository
+from app.exports import formats, repository, sql_csv
 from app.exports.formats import Column
 from app.exports.repository import Filters
 from app.settlements import service as settlements
@@ -59,8 +59,13 @@ def pseudonym_key(secret: str, account: uuid.UUID) -> bytes:
 
 def pseudonym(key: bytes, internal_id: uuid.UUID) -> str:
     """A stable, irreversible stand-in for an id: 26 base32 characters (130 bits)."""
-    digest = hmac.new(key, internal_id.bytes, hashlib.sha256).digest()
-    return "p" + base64.b32encode(digest).decode().lower().rstrip("=")[:25]
+    return pseudonym_of_bytes(key, internal_id.bytes)
+
+
+def pseudonym_of_bytes(key: bytes, id_bytes: bytes) -> str:
+    """`pseudonym` of the id whose 16 bytes are given."""
+    digest = hmac.digest(key, id_bytes, hashlib.sha256)
+    return "p" + base64.b32encode(digest).decode().lower()[:25]
 
 
 def iso_week(value: datetime | date | None) -> str | None:
@@ -262,6 +267,134 @@ def _visit_plan(settings: Settings, protected: bool, key: bytes) -> _Plan:
     return _Plan(columns, shape)
 
 
+# The same rows as CSV lines written by PostgreSQL (sql_csv.py) --------------------------
+
+
+def _admin_cells(c: Mapping[str, Any]) -> dict[str, sql_csv.Cell]:
+    def name_of(code: Any) -> sql_csv.Cell:
+        known = {pcode: sql_csv.constant(name) for pcode, name in ADMIN_NAMES.items()}
+        return case(known, value=code, else_=null())
+
+    return {
+        "adm1_code": sql_csv.text(c["oblast_pcode"]),
+        "adm1_name": name_of(c["oblast_pcode"]),
+        "adm2_code": sql_csv.text(c["raion_pcode"]),
+        "adm2_name": name_of(c["raion_pcode"]),
+        "adm3_code": sql_csv.text(c["hromada_pcode"]),
+        "adm3_name": sql_csv.text(c["hromada_name"]),
+        "adm4_code": sql_csv.text(c["settlement_pcode"]),
+        "adm4_name": sql_csv.text(c["settlement_name"]),
+    }
+
+
+_NOT_SENSITIVE = {"leaving_out": sorted(codes.SENSITIVE_REASONS)}
+
+
+def _household_sql_cells(
+    settings: Settings, protected: bool
+) -> Callable[[Mapping[str, Any]], dict[str, sql_csv.Cell]]:
+    """`_household_plan`'s cells, as SQL over the households query's columns."""
+    org = sql_csv.constant(settings.export_org)
+    t, week = sql_csv.text, sql_csv.iso_week
+
+    def cells(c: Mapping[str, Any]) -> dict[str, sql_csv.Cell]:
+        out = {
+            "org": org,
+            **_admin_cells(c),
+            "last_outcome": t(c["last_outcome"]),
+            "decision": t(c["decision"]),
+            "needs": sql_csv.word_list(c["needs"]),
+        }
+        if protected:
+            return out | {
+                "last_visit": week(c["last_visit_at"], utc=True),
+                "reasons": sql_csv.word_list(c["reasons"], **_NOT_SENSITIVE),
+                "planned_departure": week(c["planned_departure"], utc=False),
+                "members": sql_csv.top_coded(c["members"], TOP_MEMBERS),
+                **{
+                    name: sql_csv.top_coded(c[name], TOP_VULNERABLE)
+                    for name in ("members_elderly", "members_children", "members_disabled")
+                },
+            }
+        return out | {
+            "household": sql_csv.uuid_text(c["id"]),
+            "last_visit": sql_csv.utc_time(c["last_visit_at"]),
+            "reasons": sql_csv.word_list(c["reasons"]),
+            "planned_departure": sql_csv.day(c["planned_departure"]),
+            **{
+                name: sql_csv.integer(c[name])
+                for name in ("members", "members_elderly", "members_children", "members_disabled")
+            },
+            "consent_to_share": sql_csv.boolean(c["consent_to_share"]),
+            **{name: t(c[name]) for name in ("address", "head_name", "phone", "notes")},
+            "lat": sql_csv.floating(c["lat"]),
+            "lon": sql_csv.floating(c["lon"]),
+        }
+
+    return cells
+
+
+def _visit_sql_cells(
+    settings: Settings, protected: bool
+) -> Callable[[Mapping[str, Any]], dict[str, sql_csv.Cell]]:
+    """`_visit_plan`'s cells, as SQL over the visits query's columns."""
+    org = sql_csv.constant(settings.export_org)
+    t, week = sql_csv.text, sql_csv.iso_week
+
+    def cells(c: Mapping[str, Any]) -> dict[str, sql_csv.Cell]:
+        out = {
+            "org": org,
+            **_admin_cells(c),
+            **{name: t(c[name]) for name in ("outcome", "decision", "leave_mode")},
+            "signed_refusal": sql_csv.boolean(c["signed_refusal"]),
+            "needs": sql_csv.word_list(c["needs"]),
+            "consent_to_share": sql_csv.boolean(c["consent_to_share"]),
+            "review_state": t(c["review_state"]),
+            "counts": case((c["in_fold"].is_(True), "true"), else_="false"),
+        }
+        if protected:
+            return out | {
+                "visited": week(c["visited_at"], utc=True),
+                "received": week(c["received_at"], utc=True),
+                "reasons": sql_csv.word_list(c["reasons"], **_NOT_SENSITIVE),
+                "people_present": sql_csv.top_coded(c["people_present"], TOP_MEMBERS),
+                "planned_departure": week(c["planned_departure"], utc=False),
+            }
+        return out | {
+            "visit": sql_csv.uuid_text(c["id"]),
+            "household": sql_csv.uuid_text(c["household_id"]),
+            "visited": sql_csv.utc_time(c["visited_at"]),
+            "received": sql_csv.utc_time(c["received_at"]),
+            "reasons": sql_csv.word_list(c["reasons"]),
+            "people_present": sql_csv.integer(c["people_present"]),
+            "planned_departure": sql_csv.day(c["planned_departure"]),
+            **{name: t(c[name]) for name in ("recorded_by", "reason_note", "destination", "notes")},
+            "lat": sql_csv.floating(c["lat"]),
+            "lon": sql_csv.floating(c["lon"]),
+        }
+
+    return cells
+
+
+def csv_lines_query(
+    settings: Settings, kind: str, query: Select[Any], protected: bool
+) -> tuple[Select[Any], int]:
+    """The export's CSV lines as a query (PostgreSQL), and how many pseudonyms lead each
+    row of it (the rest of the row is the line after them)."""
+    columns = _columns(settings, kind, protected)
+    if kind == "households":
+        cells = _household_sql_cells(settings, protected)
+        ids = {"household": "id"}
+        order = ["id"]
+    else:
+        cells = _visit_sql_cells(settings, protected)
+        ids = {"visit": "id", "household": "household_id"}
+        order = ["household_id", "visited_at", "id"]
+    pseudonymised = ids if protected else {}
+    lines = sql_csv.lines_query(query, columns, cells, pseudonymised=pseudonymised, order_by=order)
+    return lines, len(pseudonymised)
+
+
 # The settlement summary ----------------------------------------------------------------
 
 DECISION_CELLS = ("leave", "stay", "undecided", "no_decision")
@@ -429,14 +562,20 @@ async def open_export(
             query = repository.households_query(session, scope, filters, consenting_only=protected)
         total = await repository.count(session, query)
         await _record(sessionmaker, principal, kind, file_format, filters, protected, total)
-        rows = _rows(session, settings, kind, query, filters, scope, protected, key)
-        if progress is not None:
-            rows = _counted(rows, progress)
         columns = _columns(settings, kind, protected)
+        if file_format == "csv" and kind != "settlements" and repository.is_postgresql(session):
+            lines, leading = csv_lines_query(settings, kind, query, protected)
+            copied = sql_csv.csv_rows(repository.copy_csv(session, lines))
+            chunks = _database_csv(columns, copied, leading, key, progress)
+        else:
+            rows = _rows(session, settings, kind, query, filters, scope, protected, key)
+            if progress is not None:
+                rows = _counted(rows, progress)
+            chunks = _file_chunks(columns, rows, file_format)
     except BaseException:
         await session.close()
         raise
-    chunks = _encoded(columns, rows, file_format, session)
+    chunks = _closing(chunks, session)
     today = datetime.now(UTC).date().isoformat()
     suffix = "-protected" if protected else ""
     return Export(
@@ -540,27 +679,54 @@ async def _counted(
     progress(done % 1000)
 
 
-async def _encoded(
+async def _database_csv(
     columns: Sequence[Column],
-    rows: AsyncIterator[dict[str, Any]],
-    file_format: str,
-    session: AsyncSession,
+    batches: AsyncIterator[list[bytes]],
+    leading: int,
+    key: bytes,
+    progress: Callable[[int], None] | None,
 ) -> AsyncIterator[bytes]:
-    """The rows in the file format; the export's session ends with the stream."""
+    """The CSV from the rows COPY wrote (`csv_lines_query`): the head, then the rows with
+    CRLF line ends, the `leading` hex ids of each turned into pseudonyms."""
+    yield formats.csv_head(columns)
+    width = 33  # 32 hex digits and a comma
+    async for rows in batches:
+        if leading:
+            rows = [
+                ",".join(
+                    pseudonym_of_bytes(key, bytes.fromhex(row[i * width : i * width + 32].decode()))
+                    for i in range(leading)
+                ).encode()
+                + row[leading * width - 1 :]
+                for row in rows
+            ]
+        rows.append(b"")
+        yield b"\r\n".join(rows)
+        if progress is not None:
+            progress(len(rows) - 1)
+
+
+def _file_chunks(
+    columns: Sequence[Column], rows: AsyncIterator[dict[str, Any]], file_format: str
+) -> AsyncIterator[bytes]:
+    if file_format == "csv":
+        return formats.csv_chunks(columns, rows)
+    if file_format == "xlsx":
+        return formats.xlsx_chunks(columns, rows)
+    if file_format == "jsonl":
+        return formats.jsonl_chunks(columns, rows)
+    return formats.geojson_chunks(columns, rows, lon="_lon", lat="_lat")
+
+
+async def _closing(chunks: AsyncIterator[bytes], session: AsyncSession) -> AsyncIterator[bytes]:
+    """The chunks; the export's session (and its database cursor) ends with the stream,
+    however it ends."""
     try:
-        if file_format == "csv":
-            chunks = formats.csv_chunks(columns, rows)
-        elif file_format == "xlsx":
-            chunks = formats.xlsx_chunks(columns, rows)
-        elif file_format == "jsonl":
-            chunks = formats.jsonl_chunks(columns, rows)
-        else:
-            chunks = formats.geojson_chunks(columns, rows, lon="_lon", lat="_lat")
         try:
             async for chunk in chunks:
                 yield chunk
         finally:
-            if isinstance(chunks, AsyncGenerator):  # closes the rows and the database cursor
+            if isinstance(chunks, AsyncGenerator):
                 await chunks.aclose()
     finally:
         await session.close()

@@ -1,0 +1,206 @@
+"""Household and visit CSV written by PostgreSQL's COPY, the same bytes formats.py writes.
+
+A million-row CSV written in Python spends most of its time on things that are not the
+file: a row object per row in the driver and in SQLAlchemy, shaping it, and the csv
+module (about 35 µs a row). Here the export's own query (its filters, scope and
+snapshot) is wrapped in `COPY (SELECT ...) TO STDOUT (FORMAT csv)`: PostgreSQL turns
+each value into the text formats.py would write for it, and quotes the fields itself.
+Python is left with what the database cannot do: ending lines with CRLF (COPY writes
+LF) and, in protected exports, the pseudonyms, keyed hashes under a key the database
+never sees.
+
+Every cell is what formats.py's CSV writer writes for the value service.py's plans
+give it:
+- text is guarded against formula injection (a leading `= + - @`, tab or CR gets a
+  `'`); COPY quotes a field holding a comma, a quote, CR or LF as the csv module does,
+  and an empty text is sent as NULL, since COPY would quote it;
+- lists are their items joined by spaces, then guarded as text;
+- booleans are `true`/`false`, dates ISO 8601, times UTC with `Z` and microseconds only
+  when there are some, floats as Python's `repr` (`50.0`, `-0.0`), ISO weeks `2024-W05`;
+- NULL is an empty cell.
+
+tests/exports/test_sql_csv.py compares the two paths byte for byte on values chosen to
+trip each rule.
+
+The statement is rendered with its values inline (COPY takes no parameters). They are
+the export's filters, already checked against their patterns (P-codes, decision codes,
+dates), the scope's P-codes from the database and fixed code lists; SQLAlchemy renders
+each as a quoted literal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Select, Text, case, cast, func, literal, null, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.exports.formats import Column
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: What `_FORMULA_STARTS` matches at the start of a text, as a regular expression.
+_FORMULA_START_PATTERN = "^([-=+@\t\r])"
+#: A JSON array of strings with no escapes in them: its text form `["a", "b"]` holds
+#: the items verbatim (a quote or a backslash in an item would be escaped).
+_PLAIN_STRINGS = r'^\[("[^"\\]*"(, "[^"\\]*")*)?\]$'
+
+Cell = ColumnElement[Any]
+
+
+def constant(value: str) -> Cell:
+    """A fixed text cell, guarded in Python by the same rule as `text`."""
+    guarded = "'" + value if value.startswith(_FORMULA_STARTS) else value
+    return literal(guarded, Text) if guarded else null()
+
+
+def text(value: Any) -> Cell:
+    """A text cell: the formula guard; empty text as NULL (COPY quotes the rest)."""
+    guarded = case(
+        (func.left(value, 1).in_(_FORMULA_STARTS), literal("'", Text) + value),
+        else_=value,
+    )
+    return func.nullif(guarded, "")
+
+
+def _guarded_once(value: Any) -> Cell:
+    """`text` for an expression worth evaluating only once (no CASE repeating it)."""
+    return func.nullif(func.regexp_replace(value, _FORMULA_START_PATTERN, "'\\1"), "")
+
+
+def uuid_text(value: Any) -> Cell:
+    """An id as `str(uuid)` gives it (hex: never guarded, never quoted)."""
+    return cast(value, Text)
+
+
+def integer(value: Any) -> Cell:
+    return cast(value, Text)
+
+
+def floating(value: Any) -> Cell:
+    """Python's repr of a float: PostgreSQL's shortest form, with `.0` when it has neither
+    a point nor an exponent (`50` is `50.0`, `-0` is `-0.0`); NaN and infinities empty,
+    as the csv module path writes them."""
+    as_text = cast(value, Text)
+    return case(
+        (as_text.in_(["NaN", "Infinity", "-Infinity"]), null()),
+        (as_text.op("~")("^-?[0-9]+$"), as_text + ".0"),
+        else_=as_text,
+    )
+
+
+def boolean(value: Any) -> Cell:
+    return case((value.is_(True), "true"), (value.is_(False), "false"))
+
+
+def day(value: Any) -> Cell:
+    return func.to_char(value, "YYYY-MM-DD")
+
+
+def utc_time(value: Any) -> Cell:
+    """`2024-05-01T10:00:00Z`, or `...T10:00:00.250000Z` with microseconds."""
+    stamp = func.to_char(func.timezone("UTC", value), 'YYYY-MM-DD"T"HH24:MI:SS.US')
+    return func.replace(stamp, ".000000", "") + "Z"
+
+
+def iso_week(value: Any, *, utc: bool) -> Cell:
+    """`2024-W05` as service.iso_week writes it (the year not padded to four digits)."""
+    moment = func.timezone("UTC", value) if utc else value
+    return func.ltrim(func.to_char(moment, 'IYYY-"W"IW'), "0")
+
+
+def word_list(value: Any, *, leaving_out: Sequence[str] = ()) -> Cell:
+    """A JSON array's items joined by spaces (a JSON null item as empty text), in
+    order, without the items in `leaving_out`; then guarded as text."""
+    if leaving_out:
+        value = value.op("-")(array([literal(code, Text) for code in leaving_out]))
+    as_text = cast(value, Text)
+    items = (
+        func.jsonb_array_elements_text(value)
+        .table_valued("value", with_ordinality="n")
+        .render_derived()
+    )
+    item = func.coalesce(items.c.value, "")
+    joined = (
+        select(func.string_agg(item, aggregate_order_by(literal(" ", Text), items.c.n)))
+        .select_from(items)
+        .scalar_subquery()
+    )
+    fast = func.replace(func.substr(as_text, 3, func.length(as_text) - 4), '", "', " ")
+    joined_text = case(
+        (as_text == "[]", ""),
+        (as_text.op("~")(_PLAIN_STRINGS), fast),
+        else_=func.coalesce(joined, ""),
+    )
+    return _guarded_once(joined_text)
+
+
+def top_coded(value: Any, top: int) -> Cell:
+    """service.top_coded's text, guarded: `8+`, or the number (`'-1` if negative)."""
+    as_text = cast(value, Text)
+    return case(
+        (value >= top, f"{top}+"),
+        (value < 0, literal("'", Text) + as_text),
+        else_=as_text,
+    )
+
+
+def lines_query(
+    query: Select[Any],
+    columns: Sequence[Column],
+    cells: Callable[[Mapping[str, Any]], Mapping[str, Cell]],
+    *,
+    pseudonymised: Mapping[str, str] | None = None,
+    order_by: Sequence[str],
+) -> Select[Any]:
+    """The rows of `query`, one cell a column, for COPY.
+
+    `cells` gives each column's cell from the query's columns. The columns named in
+    `pseudonymised` (column name to the query's id column) must come first: COPY writes
+    the id as 32 hex digits there, for Python to replace by its pseudonym. Rows come in
+    the order of `order_by` (query columns).
+    """
+    pseudonymised = pseudonymised or {}
+    rows = query.subquery("export_rows")
+    given = cells(dict(rows.c.items()))
+    names = [c.name for c in columns]
+    if list(pseudonymised) != names[: len(pseudonymised)]:
+        raise ValueError("pseudonymised columns must come first")
+    missing = [name for name in names[len(pseudonymised) :] if name not in given]
+    if missing:
+        raise ValueError(f"no SQL cell for column(s) {', '.join(missing)}")
+    ids = [func.encode(func.uuid_send(rows.c[name]), "hex") for name in pseudonymised.values()]
+    rest = [given[name].label(name) for name in names[len(pseudonymised) :]]
+    return select(*ids, *rest).order_by(*(rows.c[name] for name in order_by))
+
+
+async def csv_rows(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """COPY's output as lists of whole rows, without their line ends.
+
+    COPY ends a row with LF, and an LF inside a quoted field is data. A piece between
+    two LFs whose quotes are unbalanced ends inside a quoted field (every quoted field
+    holds an even number of quotes, its own two and doubled ones), so it is joined to
+    the next. Data with no quote at all is split as it is.
+    """
+    partial = b""  # after the last LF so far: the start of a row
+    carry: list[bytes] = []  # pieces of a row whose quoted field is still open
+    open_quote = False
+    async for chunk in chunks:
+        data = partial + chunk if partial else chunk
+        pieces = data.split(b"\n")
+        partial = pieces.pop()
+        if not carry and b'"' not in data:
+            rows = pieces
+        else:
+            rows = []
+            for piece in pieces:
+                carry.append(piece)
+                open_quote ^= bool(piece.count(b'"') & 1)
+                if not open_quote:
+                    rows.append(b"\n".join(carry))
+                    carry = []
+        if rows:
+            yield rows
+    if partial or carry:
+        raise RuntimeError("COPY's output ended inside a row")  # COPY ends rows with LF
