@@ -10,6 +10,7 @@ protected, from the same data.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -254,3 +255,32 @@ async def test_copy_output_cut_inside_a_row_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="inside a row"):
         async for _ in sql_csv.csv_rows(_chunked(b'a,b\n"c,\n', [])):
             pass
+
+
+async def test_leaving_a_copy_early_cancels_it_and_drops_its_connection(
+    tricky: async_sessionmaker[AsyncSession],
+) -> None:
+    marker = "fieldsync_copy_left_early"
+    query = select(func.generate_series(1, 5_000_000).label(marker))
+    async with tricky() as session:
+        await repository.begin_snapshot(session)
+        chunks = repository.copy_csv(session, query)
+        assert (await anext(chunks)).startswith(b"1\n")
+        await chunks.aclose()
+    async with tricky() as session:
+        still_copying = []
+        for _ in range(50):
+            still_copying = (
+                await session.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE query LIKE :q AND state = 'active'"
+                        " AND pid <> pg_backend_pid()"
+                    ),
+                    {"q": f"%{marker}%"},
+                )
+            ).all()
+            if not still_copying:
+                break
+            await asyncio.sleep(0.1)
+        assert still_copying == []
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
