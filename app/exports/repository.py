@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -287,7 +287,7 @@ async def stream(session: AsyncSession, query: Select[Any]) -> AsyncIterator[dic
 COPY_QUEUE_CHUNKS = 16
 
 
-async def copy_csv(session: AsyncSession, query: Select[Any]) -> AsyncIterator[bytes]:
+async def copy_csv(session: AsyncSession, query: Select[Any]) -> AsyncGenerator[bytes, None]:
     """`COPY (query) TO STDOUT (FORMAT csv)` in the session's transaction, as it comes.
 
     The query's values are rendered inline (COPY takes no parameters): callers pass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -268,7 +268,7 @@ async def test_leaving_a_copy_early_cancels_it_and_drops_its_connection(
         assert (await anext(chunks)).startswith(b"1\n")
         await chunks.aclose()
     async with tricky() as session:
-        still_copying = []
+        still_copying: Sequence[Any] = []
         for _ in range(50):
             still_copying = (
                 await session.execute(
