@@ -93,7 +93,10 @@ def batch_identity(document: dict[str, Any]) -> str:
     """What makes two sends the same batch: its id, device and items. `sent_at` (which a
     retry may renew), `app_version` (the app may update between a send and its retry)
     and keys unknown to this server are not part of it."""
-    return _sha256({k: document.get(k) for k in IDENTITY_KEYS})
+    try:
+        return _sha256({k: document.get(k) for k in IDENTITY_KEYS})
+    except RecursionError:  # parsed just within the parser's reach, too deep to write out
+        raise Invalid("The body nests too deeply to be a batch.") from None
 
 
 @dataclass

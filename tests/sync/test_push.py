@@ -731,6 +731,26 @@ async def test_hostile_values_are_rejected_item_by_item(
     assert (await stored_household(session, h["id"])).settlement_pcode == h["settlement"]
 
 
+async def test_a_body_nested_just_within_the_parsers_reach_is_a_422_not_a_500(
+    client: httpx.AsyncClient, session: AsyncSession, phone: Phone
+) -> None:
+    """Found by fuzzing: a body the JSON parser just manages to read could be too deep to
+    write out again for the batch's identity hash (a RecursionError, a 500). From too
+    deep to parse down to what is accepted, every depth is a 422 or a 200."""
+    headers = {**phone.headers, "content-type": "application/json"}
+    for depth in range(1000, 500, -1):
+        batch = phone.batch()
+        batch["visits"] = "NESTED"
+        body = json.dumps(batch).replace('"NESTED"', "[" + "[" * depth + "]" * depth + "]")
+        response = await client.post("/api/v1/sync/push", content=body, headers=headers)
+        if response.status_code == 200:
+            break
+        assert response.status_code == 422, (depth, response.text)
+        assert response.json()["detail"] == "The body nests too deeply to be a batch."
+    assert response.status_code == 200, "no depth was accepted"
+    assert [r["status"] for r in response.json()["results"]] == ["rejected"]
+
+
 async def test_an_ancient_sent_at_is_a_422(
     client: httpx.AsyncClient, session: AsyncSession, phone: Phone
 ) -> None:
