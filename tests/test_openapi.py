@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
+import httpx
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from app.core.openapi import OPENAPI_PATH, render_openapi
 from app.main import create_app
 from tests.conftest import make_settings
+from tests.factories import assert_problem
 
 
 def test_committed_openapi_matches_the_app() -> None:
@@ -54,3 +58,37 @@ def test_openapi_document_is_valid() -> None:
         for error in OpenAPIV31SpecValidator(schema).iter_errors()
     ]
     assert errors == []
+
+
+async def test_a_body_that_cannot_be_parsed_is_a_400_every_operation_declares() -> None:
+    """Found by OpenAPI fuzzing: a JSON body that is not UTF-8, or a form without its
+    multipart boundary, is a 400 before anything else runs, and the operations that take
+    a body did not declare it."""
+    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))
+    schema = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    transport = httpx.ASGITransport(app=app)
+    checked = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://fieldsync.test") as client:
+        for path, methods in schema["paths"].items():
+            for method, operation in methods.items():
+                if "requestBody" not in operation or operation["operationId"] == "sync:push":
+                    continue  # push reads its own body, after the token: tests/sync
+                media_type = next(iter(operation["requestBody"]["content"]))
+                if media_type == "application/json":
+                    headers, body = {"content-type": media_type}, b'{"note": "\xff"}'
+                else:
+                    headers, body = {"content-type": "multipart/form-data"}, b"username=a"
+                url = re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), path)
+                response = await client.request(method, url, content=body, headers=headers)
+                assert_problem(response, 400)
+                assert "400" in operation["responses"], operation["operationId"]
+                checked.append(operation["operationId"])
+    await app.state.engine.dispose()
+    assert {
+        "auth:token",
+        "auth:refresh",
+        "devices:revoke",
+        "households:merge",
+        "review:review_visit",
+        "conflicts:resolve",
+    } <= set(checked), checked
