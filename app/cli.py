@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -103,20 +107,73 @@ def serve(
     """Serve the API with uvicorn. The database is FIELDSYNC_DATABASE_URL."""
     import uvicorn
 
+    from app.core.logs import log_config
+
     settings = _settings()
     if workers > 1 and settings.is_sqlite:
         typer.secho("warning: several workers on SQLite serialise every write.", err=True)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        # X-Forwarded-* are believed only from FIELDSYNC_TRUSTED_PROXIES, by the app
-        # itself (app/main.py); uvicorn's own would trust 127.0.0.1 whatever the setting.
-        proxy_headers=False,
-        log_level="info",
-    )
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # X-Forwarded-* are believed only from FIELDSYNC_TRUSTED_PROXIES, by the app
+            # itself (app/main.py); uvicorn's own would trust 127.0.0.1 whatever the setting.
+            proxy_headers=False,
+            log_level="info",
+            log_config=log_config("INFO"),
+            access_log=False,  # the app writes its own, with the request id and the route
+        )
+
+
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_PREFIX = "fieldsync-metrics-"
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """Where the worker processes share their metrics (app/core/metrics.py).
+
+    Several workers get a fresh directory, made before they start and removed when the
+    server stops; one left by a server that was killed is removed on the next start. An
+    operator's own PROMETHEUS_MULTIPROC_DIR is used as it is, emptied of an earlier run's
+    files. One worker keeps its metrics in memory. This process must not have imported
+    prometheus-client's metrics before: they choose their storage when they are created.
+    """
+    own = os.environ.get(METRICS_DIR_VARIABLE)
+    if own:
+        Path(own).mkdir(parents=True, exist_ok=True)
+        for stale in Path(own).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    _remove_orphaned_metrics_directories()
+    directory = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ[METRICS_DIR_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(METRICS_DIR_VARIABLE, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_orphaned_metrics_directories() -> None:
+    """Directories of servers of this user that are gone (killed before they cleaned up)."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = directory.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or directory.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(directory, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, another user's
 
 
 @cli.command()

@@ -19,6 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import API_PREFIX, TAGS, mount_routers
 from app.auth.throttle import LoginLimiter, ThrottlePolicy
+from app.core import metrics
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.cors import install_cors
@@ -26,6 +27,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import PROBLEM_JSON, install_error_handlers
 from app.core.headers import docs_page_csp, install_security_headers
 from app.core.openapi import add_component_schemas
+from app.core.telemetry import install_telemetry
 from app.sync.schemas import PushRequest
 
 DESCRIPTION = """
@@ -129,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await engine.dispose()
+        metrics.forget_this_process()
 
     app = FastAPI(
         title="FieldSync",
@@ -150,6 +153,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     _install_guards(app, settings)
+    # Around everything else (installed last): its latency and access log cover every
+    # layer, and every response, a 500 too, carries the request id.
+    install_telemetry(app)
     mount_routers(app)
     _mount_docs(app)
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from app.core.logs import REQUEST_ID, REQUEST_ID_HEADER, describe_exception, route_template
+from app.core.logs import REQUEST_ID, describe_exception, route_template
 
 PROBLEM_JSON = "application/problem+json"
 DATABASE_RETRY_AFTER_SECONDS = 5
@@ -225,19 +225,15 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     """Logged as the exception's type and stack, with the request id and the route
     template; never its message, which can quote a statement's values, nor the body
-    (app/core/logs.py). The 500 carries the request id for the caller to quote."""
-    request_id = REQUEST_ID.get()
+    (app/core/logs.py). The telemetry middleware puts the request id on the 500."""
     logger.error(
         "unhandled %s on %s %s",
         type(exc).__name__,
         request.method,
         route_template(request.scope),
-        extra={"request_id": request_id, "exception": describe_exception(exc)},
+        extra={"request_id": REQUEST_ID.get(), "exception": describe_exception(exc)},
     )
-    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
-    return problem_response(
-        500, "An internal error occurred.", headers=headers, instance=request.url.path
-    )
+    return problem_response(500, "An internal error occurred.", instance=request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -66,12 +66,21 @@ UNMATCHED = "unmatched"
 def route_template(scope: Mapping[str, Any]) -> str:
     """The template of the route that served the request, once routing has run.
 
-    A FastAPI route leaves itself in the scope. A mount (the docs' static files) leaves
-    its path in `root_path`: it is labelled `<mount>/{path}`. Anything else is unmatched.
+    FastAPI includes a router's routes without copying them: the route left in the scope
+    has its own path (`/push`), and the path with its router's prefix
+    (`/api/v1/sync/push`) is in the route context FastAPI keeps beside it (the tests
+    check the label of a prefixed route, so a FastAPI that moves it is noticed). A mount
+    (the docs' static files) leaves its path in `root_path`: it is labelled
+    `<mount>/{path}`. Anything else is unmatched.
     """
-    template = getattr(scope.get("route"), "path_format", None)
-    if isinstance(template, str):
-        return template
+    fastapi_scope = scope.get("fastapi")
+    context = (
+        fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    )
+    for source in (context, scope.get("route")):
+        template = getattr(source, "path_format", None)
+        if isinstance(template, str) and template:
+            return template
     if "app_root_path" in scope:  # set by a Mount, with the root path before it
         mounted = str(scope.get("root_path", ""))[len(str(scope["app_root_path"])) :]
         if mounted:
@@ -155,6 +164,10 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            # At INFO SQLAlchemy logs every statement with its values: never.
+            "sqlalchemy": {"level": "WARNING"},
+            # /readyz reads the migration revision: two lines of Alembic chatter a probe.
+            "alembic": {"level": "WARNING"},
         },
         "root": {"handlers": ["stdout"], "level": level},
     }

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,3 +77,16 @@ class TelemetryMiddleware:
                 "duration_ms": round(seconds * 1000, 1),
             }
             access_logger.info("%s %s %d", method, route, status, extra=fields)
+
+
+def install_telemetry(app: FastAPI) -> None:
+    """Wrap the app's whole middleware stack, ServerErrorMiddleware included: a 500 is
+    timed, logged with its status and carries the request id like any other response
+    (`add_middleware` would put this inside that one). Install it last, so that it wraps
+    every other layer too."""
+    build: Callable[[], ASGIApp] = app.build_middleware_stack
+
+    def build_with_telemetry() -> ASGIApp:
+        return TelemetryMiddleware(build())
+
+    app.build_middleware_stack = build_with_telemetry  # type: ignore[method-assign]
