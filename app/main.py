@@ -103,7 +103,9 @@ def _mount_docs(app: FastAPI) -> None:
         # ReDoc's "API docs by Redocly" footer loads its logo from Redocly's CDN (it hides
         # the image when that fails): the policy allows images from this server only, so
         # nothing is asked of the internet and an offline office waits on nothing.
-        page.headers["Content-Security-Policy"] = docs_page_csp(page.body)
+        page.headers["Content-Security-Policy"] = docs_page_csp(
+            page.body, inline_styles=True, blob_workers=True
+        )
         return page
 
 

@@ -33,25 +33,31 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: For API responses (JSON, files, errors): load nothing, be framed by nothing.
 API_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-#: Swagger UI and ReDoc: scripts, styles and images from this server only (ReDoc's
-#: styled-components write <style> elements, hence inline styles; its search runs in a
-#: worker made from a blob), calls to this server only, and inline scripts by hash.
+#: Swagger UI and ReDoc: scripts, styles and images from this server only, calls to this
+#: server only, inline scripts by hash. ReDoc also needs inline styles (styled-components
+#: writes <style> elements) and a worker made from a blob (its search).
 _DOCS_CSP = (
-    "default-src 'none'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; base-uri 'none'; "
+    "default-src 'none'; script-src 'self'{hashes}; style-src 'self'{inline_styles}; "
+    "img-src 'self' data:; connect-src 'self';{workers} base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
-def docs_page_csp(page: bytes | memoryview) -> str:
-    """The docs page's policy: `_DOCS_CSP`, with the hash of each inline script of `page`
-    (the HTML body)."""
+def docs_page_csp(
+    page: bytes | memoryview, *, inline_styles: bool = False, blob_workers: bool = False
+) -> str:
+    """A docs page's policy: `_DOCS_CSP`, with the hash of each inline script of `page`
+    (the HTML body), and inline styles and blob workers only if asked for."""
     hashes = "".join(
         " 'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
         for script in _INLINE_SCRIPT.findall(bytes(page).decode())
     )
-    return _DOCS_CSP.format(hashes=hashes)
+    return _DOCS_CSP.format(
+        hashes=hashes,
+        inline_styles=" 'unsafe-inline'" if inline_styles else "",
+        workers=" worker-src blob:;" if blob_workers else "",
+    )
 
 
 class SecurityHeadersMiddleware:
