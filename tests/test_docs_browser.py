@@ -5,7 +5,9 @@ Debian's own build driven by Playwright (never a browser Playwright downloads), 
 them with every request to a host other than this machine aborted and recorded, and
 with its resolver unable to find any other host at all. Each test ends by checking
 that the pages asked for nothing outside: Swagger UI, ReDoc, their stylesheet and
-favicon all come from the app (`/docs-assets`, from the pinned `fastapi-offline`).
+favicon all come from the app (`/docs-assets`, from the pinned `fastapi-offline`), and
+that their own Content-Security-Policy blocked nothing they need (only ReDoc's logo from
+Redocly's CDN, which is what it is for).
 
 A supervisor then does what the README tells them to: Authorize with a username and
 password (no device id), and Try it out on their own account and their settlements.
@@ -47,6 +49,11 @@ OFFLINE_RESOLVER = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EX
 TIMEOUT_MS = 10_000
 SUPERVISOR = "olena-supervisor"
 TOKEN_PATH = "/api/v1/auth/token"
+#: Tells the test of every Content-Security-Policy violation on the page.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener('securitypolicyviolation', (event) =>
+    window.reportCspViolation(event.effectiveDirective, event.blockedURI));
+"""
 
 
 def chromium_or_skip() -> Path:
@@ -124,9 +131,20 @@ async def browser() -> AsyncIterator[Browser]:
 
 @dataclass
 class Offline:
-    """Aborts, and remembers, every request a page makes to another host."""
+    """Aborts, and remembers, every request a page makes to another host, and what the
+    page's Content-Security-Policy blocked."""
 
     blocked: list[str] = field(default_factory=list)
+    #: Images from another host the policy kept out: what it is for, offline.
+    kept_out: list[str] = field(default_factory=list)
+    #: Anything else it blocked: a script, style, worker or call the page needs.
+    broken: list[str] = field(default_factory=list)
+
+    def csp_violation(self, directive: str, uri: str) -> None:
+        if directive == "img-src" and urlsplit(uri).hostname not in {*LOCAL_HOSTS, None}:
+            self.kept_out.append(uri)
+        else:
+            self.broken.append(f"{directive} {uri}")
 
     async def route(self, route: Route) -> None:
         url = route.request.url
@@ -138,6 +156,7 @@ class Offline:
 
     def check(self, where: str) -> None:
         assert self.blocked == [], f"{where} tried to reach the internet: {self.blocked}"
+        assert self.broken == [], f"{where}'s Content-Security-Policy blocked {self.broken}"
 
 
 @asynccontextmanager
@@ -148,6 +167,8 @@ async def offline_page(browser: Browser) -> AsyncIterator[tuple[Page, Offline]]:
     context = await browser.new_context(service_workers="block")
     context.set_default_timeout(TIMEOUT_MS)
     await context.route("**/*", offline.route)
+    await context.expose_function("reportCspViolation", offline.csp_violation)
+    await context.add_init_script(REPORT_CSP_VIOLATIONS)
     try:
         yield await context.new_page(), offline
     finally:
@@ -253,6 +274,14 @@ async def test_redoc_loads_offline(browser: Browser, site: Site) -> None:
         sign_in = page.locator('h2:has(a[href$="/operation/auth:token"])')
         await expect(sign_in).to_have_text("Sign in")
         await expect(sign_in).to_be_in_viewport()
+        # Violations are reported to the test: the policy kept ReDoc's logo on Redocly's
+        # CDN out (the footer loads it once the page has rendered).
+        for _ in range(TIMEOUT_MS // 100):
+            if "cdn.redoc.ly" in {urlsplit(u).hostname for u in offline.kept_out}:
+                break
+            await asyncio.sleep(0.1)
+        assert "cdn.redoc.ly" in {urlsplit(u).hostname for u in offline.kept_out}, offline
+        offline.check("/redoc")
 
 
 # --- Without a browser: the pages name only the app's own assets, and it serves them -----
