@@ -125,6 +125,7 @@ def serve(
             log_level="info",
             log_config=log_config("INFO"),
             access_log=False,  # the app writes its own, with the request id and the route
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
 
 

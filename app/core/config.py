@@ -83,6 +83,14 @@ class Settings(DatabaseSettings):
         description="How long a pull's first page waits for the writes in flight when it "
         "begins (PostgreSQL). Longer ones hold their changes back to a later pull.",
     )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM the server stops accepting connections and lets the "
+        "requests in flight finish (a push gets its answer) for at most this long; then "
+        "they are cancelled (nothing of theirs is committed) and the process exits.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
