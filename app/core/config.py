@@ -83,9 +83,9 @@ class Settings(DatabaseSettings):
         description="How long a pull's first page waits for the writes in flight when it "
         "begins (PostgreSQL). Longer ones hold their changes back to a later pull.",
     )
-    shutdown_grace_seconds: float = Field(
-        default=20.0,
-        gt=0,
+    shutdown_grace_seconds: int = Field(
+        default=20,
+        ge=1,
         le=3600,
         description="On SIGTERM the server stops accepting connections and lets the "
         "requests in flight finish (a push gets its answer) for at most this long; then "
