@@ -10,7 +10,7 @@ PORT ?= 8000
 
 export FIELDSYNC_DATABASE_URL ?= sqlite+aiosqlite:///./$(DEMO_DB)
 
-.PHONY: run test lint typecheck migrate demo openapi bench lock clean
+.PHONY: run test lint typecheck migrate demo openapi bench fuzz lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ bench: $(VENV)/.installed-dev ## run every benchmark in bench/ (see bench/README
 	  [ -e "$$script" ] || continue; found=1; \
 	  echo "== $$script"; $(BIN)/python -m bench.$$(basename $$script .py); \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
+
+# The hostile-input tests at length: FUZZ_EXAMPLES generated calls per operation (each
+# as every role) and pushed bodies per database, new random examples on every run. `make
+# test` runs the same tests with a few fixed examples.
+FUZZ_EXAMPLES ?= 200
+fuzz: $(VENV)/.installed-dev ## fuzz every operation from the OpenAPI document, and push, at length
+	FIELDSYNC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FIELDSYNC_FUZZ_SEED=random \
+	  $(BIN)/python -m pytest tests/faults/test_openapi_fuzz.py tests/sync/test_push_fuzz.py \
+	  --hypothesis-show-statistics $(PYTEST_ARGS)
 
 lock: $(BIN)/python ## re-pin requirements*.lock from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv==0.13.9
