@@ -1,0 +1,322 @@
+"""Login throttling: failed sign-ins per username and per client address, locks that
+double, shared through the database by every server, and answers that never tell
+whether an account exists.
+
+The limiter's clock is a fake one the tests move forward: no test sleeps. Small limits
+keep the password checks (argon2, the slow part) few: 2 failures per username, 3 per
+address, locks of 10 s doubling up to 25 s, forgotten 60 s after the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.auth.models import LoginThrottle, Role
+from app.core.config import Settings
+from app.main import create_app
+from tests.conftest import make_settings
+from tests.factories import PASSWORD, assert_problem, audit_events, make_user, read_fresh
+
+BAD_CREDENTIALS = "Incorrect username or password."
+WRONG_PASSWORD = "not the password"
+LIMITS: dict[str, object] = {
+    "login_max_failures_per_username": 2,
+    "login_max_failures_per_address": 3,
+    "login_lockout_seconds": 10,
+    "login_lockout_max_seconds": 25,
+    "login_failure_window_seconds": 60,
+}
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url, **LIMITS)
+
+
+@dataclass
+class FakeClock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(app: FastAPI) -> FakeClock:
+    fake = FakeClock(datetime.now(UTC))
+    app.state.login_limiter.clock = fake
+    return fake
+
+
+@pytest.fixture
+async def from_address(app: FastAPI) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
+    """A client of `app` (or of another app) whose requests come from `address`."""
+    opened: list[httpx.AsyncClient] = []
+
+    def client(address: str, on: FastAPI | None = None) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=on or app, client=(address, 40000))
+        opened.append(httpx.AsyncClient(transport=transport, base_url="http://fieldsync.test"))
+        return opened[-1]
+
+    yield client
+    for c in opened:
+        await c.aclose()
+
+
+async def attempt(
+    client: httpx.AsyncClient,
+    username: str,
+    password: str = WRONG_PASSWORD,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    form = {"username": username, "password": password, "grant_type": "password"}
+    return await client.post("/api/v1/auth/token", data=form, headers=headers)
+
+
+def assert_throttled(response: httpx.Response, seconds: int) -> None:
+    """The 429: a problem document, with Retry-After in whole seconds, saying no more."""
+    body = assert_problem(
+        response, 429, f"Too many failed sign-ins. Try again in {seconds} seconds."
+    )
+    assert set(body) == {"type", "title", "status", "detail", "instance"}
+    assert response.headers["retry-after"] == str(seconds)
+    assert "www-authenticate" not in response.headers
+
+
+@pytest.fixture
+async def second_server(settings: Settings, clock: FakeClock) -> AsyncIterator[FastAPI]:
+    """Another app on the same database, as another server process would be."""
+    other = create_app(settings)
+    other.state.login_limiter.clock = clock
+    try:
+        yield other
+    finally:
+        await other.state.engine.dispose()
+
+
+async def test_a_username_is_locked_after_its_limit_from_any_address_on_any_server(
+    session: AsyncSession,
+    clock: FakeClock,
+    from_address: Callable[..., httpx.AsyncClient],
+    second_server: FastAPI,
+) -> None:
+    user = await make_user(session, Role.supervisor)
+
+    first = await attempt(from_address("192.0.2.1"), user.username)
+    second = await attempt(from_address("192.0.2.2", second_server), user.username)
+    assert_problem(first, 401, BAD_CREDENTIALS)
+    assert_problem(second, 401, BAD_CREDENTIALS)
+
+    # Locked for every address and both servers, even with the right password (unchecked).
+    for client in (from_address("192.0.2.3", second_server), from_address("192.0.2.4")):
+        assert_throttled(await attempt(client, user.username, PASSWORD), 10)
+    clock.advance(4)
+    assert_throttled(await attempt(from_address("192.0.2.5"), user.username, PASSWORD), 6)
+
+    assert len(await audit_events(session, "auth.login_failed")) == 2  # 429s are not failures
+    [lockout] = await audit_events(session, "auth.lockout")
+    assert (lockout.entity_type, lockout.entity_id) == ("user", str(user.id))
+    assert lockout.actor_username == user.username
+    assert lockout.after == {
+        "scope": "username",
+        "address": "192.0.2.2",
+        "failures": 2,
+        "locked_until": (clock.now - timedelta(seconds=4) + timedelta(seconds=10)).isoformat(),
+    }
+    assert lockout.reason == "2 failed sign-ins for this username: locked for 10 s."
+
+    clock.advance(6)
+    response = await attempt(from_address("192.0.2.6"), user.username, PASSWORD)
+    assert response.status_code == 200, response.text
+
+
+async def test_an_address_is_locked_after_its_limit_whatever_the_usernames(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    known = await make_user(session, Role.supervisor)
+    office = from_address("198.51.100.7")
+
+    for username in (known.username, "nobody-1", "nobody-2"):
+        assert_problem(await attempt(office, username), 401, BAD_CREDENTIALS)
+
+    another = await make_user(session, Role.supervisor)
+    assert_throttled(await attempt(office, another.username, PASSWORD), 10)
+    # The username itself is not locked: from elsewhere it signs in.
+    response = await attempt(from_address("198.51.100.8"), another.username, PASSWORD)
+    assert response.status_code == 200, response.text
+
+    [lockout] = await audit_events(session, "auth.lockout")
+    assert (lockout.entity_type, lockout.entity_id) == ("address", "198.51.100.7")
+    assert lockout.actor_username == "nobody-2"
+    assert lockout.after is not None
+    assert (lockout.after["scope"], lockout.after["failures"]) == ("address", 3)
+
+
+async def test_each_further_failure_doubles_the_lock_up_to_the_longest(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    user = await make_user(session, Role.supervisor)
+    addresses = (f"192.0.2.{n}" for n in range(10, 100))  # one each: only the username counts
+
+    async def fail() -> None:
+        assert_problem(await attempt(from_address(next(addresses)), user.username), 401)
+
+    async def wait_asked() -> int:
+        response = await attempt(from_address(next(addresses)), user.username, PASSWORD)
+        assert response.status_code == 429, response.text
+        return int(response.headers["retry-after"])
+
+    await fail()
+    await fail()
+    waits = []
+    for _ in range(4):
+        waits.append(await wait_asked())
+        clock.advance(waits[-1] - 1)
+        assert await wait_asked() == 1  # still locked a second before the end
+        clock.advance(1)
+        await fail()  # one attempt let through, and it fails: a longer lock
+    waits.append(await wait_asked())
+
+    assert waits == [10, 20, 25, 25, 25]
+    assert len(await audit_events(session, "auth.lockout")) == 5
+
+
+async def test_a_success_clears_the_username_and_gives_the_address_its_attempt_back(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    user = await make_user(session, Role.supervisor)
+    addresses = (f"192.0.2.{n}" for n in range(10, 100))
+
+    async def status(
+        username: str, password: str = WRONG_PASSWORD, address: str | None = None
+    ) -> int:
+        client = from_address(address or next(addresses))
+        return (await attempt(client, username, password)).status_code
+
+    # Username (one address each): without the clear, the success would be its second
+    # count and lock it.
+    statuses = [await status(user.username), await status(user.username, PASSWORD)]
+    statuses += [await status(user.username) for _ in range(3)]
+    assert statuses == [401, 200, 401, 401, 429]
+
+    # Address (one username each): without the give-back, the success would be its
+    # third count and lock it.
+    office = "198.51.100.9"
+    other = await make_user(session, Role.supervisor)
+    statuses = [await status(f"nobody-{n}", address=office) for n in range(2)]
+    statuses.append(await status(other.username, PASSWORD, office))
+    statuses += [await status(f"nobody-{n}", address=office) for n in range(2, 4)]
+    assert statuses == [401, 401, 200, 401, 429]
+
+
+async def test_a_key_is_forgotten_a_window_after_its_last_attempt(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    user = await make_user(session, Role.supervisor)
+    addresses = (f"192.0.2.{n}" for n in range(10, 100))
+
+    async def status() -> int:
+        return (await attempt(from_address(next(addresses)), user.username)).status_code
+
+    statuses = [await status()]
+    clock.advance(61)
+    # Remembered, the next attempt would be the second and the one after it refused.
+    statuses += [await status() for _ in range(3)]
+    assert statuses == [401, 401, 401, 429]
+
+    # The first attempt's address was forgotten too: its row is gone.
+    rows = await read_fresh(session, select(LoginThrottle))
+    assert {(r.scope, r.subject) for r in rows} == {
+        ("username", user.username),
+        ("address", "192.0.2.11"),
+        ("address", "192.0.2.12"),
+        ("address", "192.0.2.13"),
+    }
+
+
+def _answer(response: httpx.Response) -> tuple[Any, ...]:
+    headers = ("content-type", "www-authenticate", "retry-after", "cache-control")
+    return (response.status_code, response.json(), *(response.headers.get(h) for h in headers))
+
+
+async def test_unknown_and_known_usernames_get_the_same_answers_even_when_locked(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    user = await make_user(session, Role.supervisor)
+    unknown = f"nobody-{uuid.uuid4().hex[:8]}"
+
+    answers: dict[str, list[tuple[Any, ...]]] = {}
+    for n, username in enumerate((user.username, unknown)):
+        answers[username] = [
+            _answer(await attempt(from_address(f"192.0.2.{10 * n + k}"), username))
+            for k in range(3)
+        ]
+
+    assert answers[user.username] == answers[unknown]
+    assert [a[0] for a in answers[unknown]] == [401, 401, 429]
+    lockouts = await audit_events(session, "auth.lockout")
+    assert [e.actor_username for e in lockouts] == [user.username, unknown]
+
+
+async def test_concurrent_attempts_never_get_more_than_the_limit_checked(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    user = await make_user(session, Role.supervisor)
+
+    responses = await asyncio.gather(
+        *(attempt(from_address(f"192.0.2.{n}"), user.username) for n in range(10, 20))
+    )
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [401] * 2 + [429] * 8
+    assert len(await audit_events(session, "auth.login_failed")) == 2
+
+
+async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    session: AsyncSession,
+    settings: Settings,
+    clock: FakeClock,
+    from_address: Callable[..., httpx.AsyncClient],
+) -> None:
+    proxy = "203.0.113.9"
+    # Not trusted: every attempt is the proxy's, whatever it forwards.
+    direct = from_address(proxy)
+    for n in range(3):
+        forwarded = {"X-Forwarded-For": f"192.0.2.{n}"}
+        assert_problem(await attempt(direct, f"nobody-{n}", headers=forwarded), 401)
+    refused = await attempt(direct, "nobody-3", headers={"X-Forwarded-For": "192.0.2.3"})
+    assert_throttled(refused, 10)
+
+    # Trusted: the proxy's own address is locked, yet each client it forwards for is
+    # let through, and counted as itself.
+    behind_proxy = create_app(settings.model_copy(update={"trusted_proxies": [proxy]}))
+    behind_proxy.state.login_limiter.clock = clock
+    try:
+        via = from_address(proxy, behind_proxy)
+        for n in range(2):
+            forwarded = {"X-Forwarded-For": f"198.51.100.{n}"}
+            assert_problem(await attempt(via, f"someone-{n}", headers=forwarded), 401)
+    finally:
+        await behind_proxy.state.engine.dispose()
+
+    by_address = select(LoginThrottle).where(col(LoginThrottle.scope) == "address")
+    rows = await read_fresh(session, by_address)
+    assert {r.subject: r.failures for r in rows} == {
+        proxy: 3,
+        **{f"198.51.100.{n}": 1 for n in range(2)},
+    }
