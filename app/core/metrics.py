@@ -59,8 +59,8 @@ REQUEST_SECONDS = Histogram(
 PUSH_BATCHES = Counter(
     "fieldsync_push_batches",
     "Pushed batches by outcome: accepted (stored), replayed (a resend answered from the "
-    "journal), conflict (a batch_id reused for another batch), refused (any other 4xx), "
-    "retry (503, nothing stored).",
+    "journal), conflict (a batch_id reused for another batch), refused (another 4xx of the "
+    "push itself: invalid, too large, wrong device), retry (503, nothing stored).",
     ["outcome"],
 )
 PUSH_ITEMS = Counter(

@@ -26,6 +26,11 @@ from app.core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from, route_
 access_logger = logging.getLogger("fieldsync.access")
 
 
+#: Methods labelled as they are; any other (h11 accepts any token) is `OTHER`, so that a
+#: client cannot mint label values.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _status_class(status: int) -> str:
     return f"{status // 100}xx"
 
@@ -65,7 +70,7 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            method = str(scope["method"])
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
             route = route_template(scope)
             metrics.REQUEST_SECONDS.labels(
                 method=method, route=route, status=_status_class(status)

@@ -208,6 +208,8 @@ async def test_routes_are_labelled_by_template_and_unknown_paths_share_one_label
     strays = [f"/api/v1/no-such-thing/{uuid.uuid4()}", "/wp-login.php", "/%00/../etc/passwd"]
     for path in strays:
         assert (await client.get(path)).status_code == 404
+    assert (await client.request("PROPFIND", "/healthz")).status_code == 405
+    await scrape(client)  # /metrics itself has a label from now on
     before_routes = label_values(await scrape(client), "route")
     for path in [f"/api/v1/another-stray/{uuid.uuid4()}", "/admin"]:
         assert (await client.get(path)).status_code == 404
@@ -221,6 +223,8 @@ async def test_routes_are_labelled_by_template_and_unknown_paths_share_one_label
         assert str(household_id) not in page
     for path in strays:
         assert path not in page
+    assert "OTHER" in label_values(parse(page), "method")
+    assert "PROPFIND" not in page
     assert "no-such-thing" not in page
     assert "wp-login" not in page
 
