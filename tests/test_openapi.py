@@ -60,13 +60,16 @@ def test_openapi_document_is_valid() -> None:
     assert errors == []
 
 
-async def test_a_body_that_cannot_be_parsed_is_a_400_every_operation_declares() -> None:
+async def test_a_body_unparseable_or_too_large_gets_a_status_its_operation_declares() -> None:
     """Found by OpenAPI fuzzing: a JSON body that is not UTF-8, or a form without its
-    multipart boundary, is a 400 before anything else runs, and the operations that take
-    a body did not declare it."""
-    app = create_app(make_settings("sqlite+aiosqlite:///:memory:"))
+    multipart boundary, is a 400 before anything else runs; and a body over
+    FIELDSYNC_MAX_BODY_BYTES is a 413 on every endpoint. The operations that take a body
+    declared neither."""
+    settings = make_settings("sqlite+aiosqlite:///:memory:")
+    app = create_app(settings)
     schema = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
     transport = httpx.ASGITransport(app=app)
+    too_large = b"x" * (settings.max_body_bytes + 1)
     checked = []
     async with httpx.AsyncClient(transport=transport, base_url="http://fieldsync.test") as client:
         for path, methods in schema["paths"].items():
@@ -81,7 +84,12 @@ async def test_a_body_that_cannot_be_parsed_is_a_400_every_operation_declares() 
                 url = re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), path)
                 response = await client.request(method, url, content=body, headers=headers)
                 assert_problem(response, 400)
-                assert "400" in operation["responses"], operation["operationId"]
+                response = await client.request(
+                    method, url, content=too_large, headers={"content-type": media_type}
+                )
+                assert_problem(response, 413)
+                declared = operation["responses"]
+                assert {"400", "413"} <= set(declared), (operation["operationId"], declared)
                 checked.append(operation["operationId"])
     await app.state.engine.dispose()
     assert {
