@@ -143,12 +143,22 @@ def _field_path(loc: Sequence[Any]) -> str:
     return ".".join(parts)
 
 
+def _field_error(error: dict[str, Any]) -> FieldError:
+    loc = error.get("loc", ())
+    if error["type"] == "json_invalid" and len(loc) == 2 and loc[0] == "body":
+        # FastAPI's location of a body that is not JSON is the character it failed at.
+        reason = str((error.get("ctx") or {}).get("error", "JSON decode error"))
+        return FieldError(
+            field="body",
+            code="json_invalid",
+            message=f"is not valid JSON: {reason.removesuffix(' at')} at character {loc[1]}",
+        )
+    return FieldError(field=_field_path(loc), code=error["type"], message=error["msg"])
+
+
 def validation_field_errors(raw: Sequence[Any]) -> list[FieldError]:
     """Pydantic's error list, as `{field, code, message}` entries."""
-    return [
-        FieldError(field=_field_path(e.get("loc", ())), code=e["type"], message=e["msg"])
-        for e in jsonable_encoder(raw)
-    ]
+    return [_field_error(e) for e in jsonable_encoder(raw)]
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

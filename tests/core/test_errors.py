@@ -46,6 +46,14 @@ async def test_malformed_json_body_is_422_not_500(client: httpx.AsyncClient) -> 
     )
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM_JSON
+    # Found by OpenAPI fuzzing: the field was the character position ("19").
+    body = response.json()
+    assert body["detail"] == "The request is not valid: body."
+    [error] = body["errors"]
+    assert error["field"] == "body"
+    assert error["code"] == "json_invalid"
+    assert error["message"].startswith("is not valid JSON: "), error
+    assert error["message"].endswith(" at character 19"), error
 
 
 async def test_lost_database_is_503_with_retry_after(app: FastAPI) -> None:
