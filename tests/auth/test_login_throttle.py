@@ -19,12 +19,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.auth.models import LoginThrottle, Role
-from app.core.config import Settings
+from app.auth.throttle import ThrottlePolicy
+from app.core.config import Environment, Settings
 from app.main import create_app
 from tests.conftest import make_settings
 from tests.factories import PASSWORD, assert_problem, audit_events, make_user, read_fresh
@@ -320,3 +322,35 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
         proxy: 3,
         **{f"198.51.100.{n}": 1 for n in range(2)},
     }
+
+
+# --- Settings ---------------------------------------------------------------------------
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIELDSYNC_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")
+    assert Settings(env=Environment.development).trusted_proxies == [
+        "10.0.0.0/8",
+        "127.0.0.1",
+        "::1",
+    ]
+    monkeypatch.delenv("FIELDSYNC_TRUSTED_PROXIES")
+    assert Settings(env=Environment.development).trusted_proxies == []  # believe no one
+    for wrong in ("*", "proxy.example.org", "10.0.0.0/33"):
+        with pytest.raises(ValidationError, match="not an IP address or network"):
+            Settings(env=Environment.development, trusted_proxies=[wrong])
+
+
+def test_the_longest_lock_is_no_shorter_than_the_first() -> None:
+    with pytest.raises(ValidationError, match="FIELDSYNC_LOGIN_LOCKOUT_MAX_SECONDS"):
+        Settings(
+            env=Environment.development, login_lockout_seconds=60, login_lockout_max_seconds=30
+        )
+
+
+def test_by_default_nothing_is_throttled_before_five_failures_nor_for_over_an_hour() -> None:
+    policy = ThrottlePolicy.from_settings(Settings(env=Environment.development))
+    assert (policy.username_limit, policy.address_limit) == (5, 20)
+    assert [t.total_seconds() for t in policy.lock_lengths()] == [
+        30, 60, 120, 240, 480, 960, 1920, 3600,
+    ]  # fmt: skip
