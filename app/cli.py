@@ -167,7 +167,11 @@ def _remove_orphaned_metrics_directories() -> None:
     """Directories of servers of this user that are gone (killed before they cleaned up)."""
     for directory in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
         pid = directory.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or directory.stat().st_uid != os.getuid():
+        try:
+            owner = directory.stat().st_uid
+        except OSError:
+            continue  # removed meanwhile by another server starting
+        if not pid.isdigit() or owner != os.getuid():
             continue
         try:
             os.kill(int(pid), 0)

@@ -53,8 +53,8 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(_header(scope, b"x-request-id"))
-        # Not reset afterwards: a 500's handler and uvicorn's error log run after this
-        # returns, in the request's own task, and should carry the id too.
+        # Not reset afterwards: uvicorn logs an unhandled exception after this returns, in
+        # the request's own task (one per request), and that line should carry the id too.
         REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500  # until a response starts: an exception here becomes a 500
