@@ -391,7 +391,14 @@ def csv_lines_query(
         ids = {"visit": "id", "household": "household_id"}
         order = ["household_id", "visited_at", "id"]
     pseudonymised = ids if protected else {}
-    lines = sql_csv.lines_query(query, columns, cells, pseudonymised=pseudonymised, order_by=order)
+    lines = sql_csv.lines_query(
+        query,
+        columns,
+        cells,
+        pseudonymised=pseudonymised,
+        order_by=order,
+        memoized=[["reasons"], ["needs"]],  # a few hundred distinct lists in a million
+    )
     return lines, len(pseudonymised)
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Text, case, cast, func, literal, null, select
+from sqlalchemy import Select, Text, and_, case, cast, func, literal, null, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by, array
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -42,9 +42,6 @@ from app.exports.formats import Column
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: What `_FORMULA_STARTS` matches at the start of a text, as a regular expression.
 _FORMULA_START_PATTERN = "^([-=+@\t\r])"
-#: A JSON array of strings with no escapes in them: its text form `["a", "b"]` holds
-#: the items verbatim (a quote or a backslash in an item would be escaped).
-_PLAIN_STRINGS = r'^\[("[^"\\]*"(, "[^"\\]*")*)?\]$'
 
 Cell = ColumnElement[Any]
 
@@ -55,10 +52,14 @@ def constant(value: str) -> Cell:
     return literal(guarded, Text) if guarded else null()
 
 
+#: The code points of `_FORMULA_STARTS` (`ascii()` gives a text's first one).
+_FORMULA_CODES = [ord(start) for start in _FORMULA_STARTS]
+
+
 def text(value: Any) -> Cell:
     """A text cell: the formula guard; empty text as NULL (COPY quotes the rest)."""
     guarded = case(
-        (func.left(value, 1).in_(_FORMULA_STARTS), literal("'", Text) + value),
+        (func.ascii(value).in_(_FORMULA_CODES), literal("'", Text) + value),
         else_=value,
     )
     return func.nullif(guarded, "")
@@ -79,15 +80,21 @@ def integer(value: Any) -> Cell:
 
 
 def floating(value: Any) -> Cell:
-    """Python's repr of a float: PostgreSQL's shortest form, with `.0` when it has neither
-    a point nor an exponent (`50` is `50.0`, `-0` is `-0.0`); NaN and infinities empty,
-    as the csv module path writes them."""
+    """Python's repr of a float: PostgreSQL's shortest form, with `.0` for a whole number
+    (`50` is `50.0`, `-0` is `-0.0`); NaN and infinities empty, as the csv module path
+    writes them. Whole numbers from 1e15 on, which PostgreSQL writes with an exponent
+    and Python from 1e16, differ; no exported float gets near (latitudes and
+    longitudes are checked on the way in)."""
     as_text = cast(value, Text)
+    special = [literal(name).cast(value.type) for name in ("NaN", "Infinity", "-Infinity")]
     return case(
-        (as_text.in_(["NaN", "Infinity", "-Infinity"]), null()),
-        (as_text.op("~")("^-?[0-9]+$"), as_text + ".0"),
+        (value.in_(special), null()),
+        (and_(value == func.trunc(value), func.abs(value) < _WHOLE_UP_TO), as_text + ".0"),
         else_=as_text,
     )
+
+
+_WHOLE_UP_TO = 1e15
 
 
 def boolean(value: Any) -> Cell:
@@ -128,9 +135,12 @@ def word_list(value: Any, *, leaving_out: Sequence[str] = ()) -> Cell:
         .scalar_subquery()
     )
     fast = func.replace(func.substr(as_text, 3, func.length(as_text) - 4), '", "', " ")
+    length = func.jsonb_array_length(value)
+    quotes = func.octet_length(as_text) - func.octet_length(func.replace(as_text, '"', ""))
     joined_text = case(
-        (as_text == "[]", ""),
-        (as_text.op("~")(_PLAIN_STRINGS), fast),
+        (length == 0, ""),
+        # Strings only, none with an escape: two quotes an item and no backslash.
+        (and_(func.strpos(as_text, "\\") == 0, quotes == 2 * length), fast),
         else_=func.coalesce(joined, ""),
     )
     return _guarded_once(joined_text)
@@ -153,6 +163,7 @@ def lines_query(
     *,
     pseudonymised: Mapping[str, str] | None = None,
     order_by: Sequence[str],
+    memoized: Sequence[Sequence[str]] = (),
 ) -> Select[Any]:
     """The rows of `query`, one cell a column, for COPY.
 
@@ -160,19 +171,31 @@ def lines_query(
     `pseudonymised` (column name to the query's id column) must come first: COPY writes
     the id as 32 hex digits there, for Python to replace by its pseudonym. Rows come in
     the order of `order_by` (query columns).
+
+    Each group of `memoized` cells is written once for each distinct set of the values
+    it is made of, rather than once a row: cells of a settlement's names, or of a list
+    of codes, take a few hundred distinct values in a million rows. The group becomes a
+    LATERAL subquery, which PostgreSQL caches by its inputs (Memoize) and which keeps
+    the rows' order; OFFSET 0 keeps it from being folded back into the main query.
     """
     pseudonymised = pseudonymised or {}
     rows = query.subquery("export_rows")
-    given = cells(dict(rows.c.items()))
+    given: dict[str, Any] = dict(cells(dict(rows.c.items())))
     names = [c.name for c in columns]
     if list(pseudonymised) != names[: len(pseudonymised)]:
         raise ValueError("pseudonymised columns must come first")
     missing = [name for name in names[len(pseudonymised) :] if name not in given]
     if missing:
         raise ValueError(f"no SQL cell for column(s) {', '.join(missing)}")
+    source: Any = rows
+    for number, group in enumerate(memoized):
+        once = select(*(given[name].label(name) for name in group)).correlate(rows).offset(0)
+        cached = once.lateral(f"memo_{number}")
+        source = source.join(cached, true())
+        given |= {name: cached.c[name] for name in group}
     ids = [func.encode(func.uuid_send(rows.c[name]), "hex") for name in pseudonymised.values()]
     rest = [given[name].label(name) for name in names[len(pseudonymised) :]]
-    return select(*ids, *rest).order_by(*(rows.c[name] for name in order_by))
+    return select(*ids, *rest).select_from(source).order_by(*(rows.c[name] for name in order_by))
 
 
 async def csv_rows(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:

@@ -126,6 +126,7 @@ VISITS: list[dict[str, Any]] = [
         "review_state": "rejected",
         "consent_to_share": False,
         "planned_departure": date(2020, 12, 31),
+        "reasons": ["кирилиця без лапок", "b"],
     },
 ]
 
