@@ -71,9 +71,11 @@ TARGET_CSV_ROWS_PER_S = 100_000
 TARGET_FIRST_BYTE_S = 1.0
 TARGET_RSS_GROWTH = 100 * MB
 
-#: What is exported, in order: kind, format, Accept-Encoding.
+#: What is exported, in order: kind, format, Accept-Encoding. `+protected` asks for the
+#: partner protection (pseudonyms, consenting households only, coarsened values).
 CASES = (
     ("households", "csv", "gzip"),
+    ("households+protected", "csv", "gzip"),
     ("households", "xlsx", "gzip"),
     ("households", "geojson", "gzip"),
     ("households", "jsonl", "gzip"),
@@ -82,6 +84,7 @@ CASES = (
     ("settlements", "csv", "gzip"),
     ("households", "csv", "identity"),
     ("visits", "csv", "identity"),
+    ("households+protected", "csv", "identity"),
 )
 
 
@@ -457,11 +460,13 @@ async def export_once(
     sampler = asyncio.create_task(sample_rss(group, peak, stop))
     with tempfile.TemporaryFile() as spool:
         download = Download(file_format, time.perf_counter(), spool)
+        path, _, variant = kind.partition("+")
+        params = {"format": file_format} | ({"protected": "true"} if variant else {})
         try:
             async with client.stream(
                 "GET",
-                f"/api/v1/exports/{kind}",
-                params={"format": file_format},
+                f"/api/v1/exports/{path}",
+                params=params,
                 headers={"authorization": f"Bearer {token}", "accept-encoding": encoding},
             ) as response:
                 if response.status_code != 200:
@@ -560,7 +565,7 @@ async def run(args: argparse.Namespace, url: str) -> int:
             cases = [case for case in CASES if case[1] in args.formats]
             for kind, file_format, _ in cases:
                 response = await client.get(
-                    f"/api/v1/exports/{kind}",
+                    f"/api/v1/exports/{kind.partition('+')[0]}",
                     params={"format": file_format, "settlement": pcodes[-1]},
                     headers={"authorization": f"Bearer {token}"},
                 )
