@@ -23,6 +23,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -184,6 +185,8 @@ async def world(fuzz_app: FastAPI) -> AsyncIterator[World]:
                 "device_id": [str(spare.id)],
                 "pcode": [A, B],
                 "settlement": [A, B],
+                # The document does not say which years a push accepts (1900 to 2200).
+                "sent_at": [datetime.now(UTC).isoformat()],
             },
         )
 
