@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from app.auth.models import Device, LoginThrottle, RefreshToken, User
+from app.core.db import insert_ignoring_duplicates
 from app.core.types import UTCDateTime
 
 
@@ -100,6 +101,15 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, at: datetim
 async def add(session: AsyncSession, row: User | Device | RefreshToken) -> None:
     session.add(row)
     await session.flush()
+
+
+async def add_device_if_new(session: AsyncSession, device: Device) -> bool:
+    """Insert the device unless its id is taken (by a sign-in of the same phone at the same
+    moment, say); True if this call inserted it."""
+    table = Device.__table__  # type: ignore[attr-defined]
+    statement = insert_ignoring_duplicates(session, table, "id").values(device.model_dump())
+    result = await session.execute(statement.returning(table.c.id))
+    return result.scalar_one_or_none() is not None
 
 
 # --- The login throttle ---------------------------------------------------------------

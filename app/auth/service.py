@@ -155,9 +155,16 @@ async def _known_phone(
     return device
 
 
-async def _register_phone(session: AsyncSession, user: User, device_id: uuid.UUID) -> None:
-    """A field worker's first sign-in from a phone registers it."""
-    await repository.add(session, Device(id=device_id, owner_id=user.id, last_seen_at=utcnow()))
+async def _register_phone(
+    session: AsyncSession, user: User, device_id: uuid.UUID, attempt: Attempt
+) -> None:
+    """A field worker's first sign-in from a phone registers it. The same first sign-in
+    sent twice at once (a retry racing the original) registers it once: the second finds
+    it registered, and is let in only if it is this user's."""
+    device = Device(id=device_id, owner_id=user.id, last_seen_at=utcnow())
+    if not await repository.add_device_if_new(session, device):
+        await _known_phone(session, user, device_id, attempt)
+        return
     await audit.record(
         session,
         action="device.register",
@@ -218,7 +225,7 @@ async def authenticate(
     if device is not None:
         device.last_seen_at = utcnow()
     elif device_id is not None:
-        await _register_phone(session, user, device_id)
+        await _register_phone(session, user, device_id, attempt)
     await audit.record(
         session,
         action="auth.login",
