@@ -2,9 +2,12 @@
 double, shared through the database by every server, and answers that never tell
 whether an account exists.
 
-The limiter's clock is a fake one the tests move forward: no test sleeps. Small limits
-keep the password checks (argon2, the slow part) few: 2 failures per username, 3 per
-address, locks of 10 s doubling up to 25 s, forgotten 60 s after the last.
+The limiter's clock is a fake one the tests move forward: no test sleeps. Limits are
+small: 2 failures per username, 3 per address, locks of 10 s doubling up to 25 s,
+forgotten 60 s after the last. Passwords are hashed with argon2 at its cheapest here
+(the accounts' and the one an unknown username is checked against): these tests count
+attempts, and the server's own cost would make each check take a tenth of a second
+or more.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.auth.models import LoginThrottle, Role
+from app.auth.models import LoginThrottle, Role, User
 from app.auth.throttle import ThrottlePolicy
+from app.core import security
 from app.core.config import Environment, Settings
 from app.main import create_app
 from tests.conftest import make_settings
@@ -42,9 +47,25 @@ LIMITS: dict[str, object] = {
 }
 
 
+CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url, **LIMITS)
+
+
+@pytest.fixture(autouse=True)
+def cheap_unknown_username_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(security, "_DUMMY_HASH", CHEAP.hash("dummy"))
+
+
+async def make_account(session: AsyncSession) -> User:
+    """A supervisor whose password (PASSWORD) is cheap to check."""
+    user = await make_user(session, Role.supervisor)
+    user.password_hash = CHEAP.hash(PASSWORD)
+    await session.commit()
+    return user
 
 
 @dataclass
@@ -117,7 +138,7 @@ async def test_a_username_is_locked_after_its_limit_from_any_address_on_any_serv
     from_address: Callable[..., httpx.AsyncClient],
     second_server: FastAPI,
 ) -> None:
-    user = await make_user(session, Role.supervisor)
+    user = await make_account(session)
 
     first = await attempt(from_address("192.0.2.1"), user.username)
     second = await attempt(from_address("192.0.2.2", second_server), user.username)
@@ -150,13 +171,13 @@ async def test_a_username_is_locked_after_its_limit_from_any_address_on_any_serv
 async def test_an_address_is_locked_after_its_limit_whatever_the_usernames(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
-    known = await make_user(session, Role.supervisor)
+    known = await make_account(session)
     office = from_address("198.51.100.7")
 
     for username in (known.username, "nobody-1", "nobody-2"):
         assert_problem(await attempt(office, username), 401, BAD_CREDENTIALS)
 
-    another = await make_user(session, Role.supervisor)
+    another = await make_account(session)
     assert_throttled(await attempt(office, another.username, PASSWORD), 10)
     # The username itself is not locked: from elsewhere it signs in.
     response = await attempt(from_address("198.51.100.8"), another.username, PASSWORD)
@@ -172,7 +193,7 @@ async def test_an_address_is_locked_after_its_limit_whatever_the_usernames(
 async def test_each_further_failure_doubles_the_lock_up_to_the_longest(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
-    user = await make_user(session, Role.supervisor)
+    user = await make_account(session)
     addresses = (f"192.0.2.{n}" for n in range(10, 100))  # one each: only the username counts
 
     async def fail() -> None:
@@ -201,7 +222,7 @@ async def test_each_further_failure_doubles_the_lock_up_to_the_longest(
 async def test_a_success_clears_the_username_and_gives_the_address_its_attempt_back(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
-    user = await make_user(session, Role.supervisor)
+    user = await make_account(session)
     addresses = (f"192.0.2.{n}" for n in range(10, 100))
 
     async def status(
@@ -219,7 +240,7 @@ async def test_a_success_clears_the_username_and_gives_the_address_its_attempt_b
     # Address (one username each): without the give-back, the success would be its
     # third count and lock it.
     office = "198.51.100.9"
-    other = await make_user(session, Role.supervisor)
+    other = await make_account(session)
     statuses = [await status(f"nobody-{n}", address=office) for n in range(2)]
     statuses.append(await status(other.username, PASSWORD, office))
     statuses += [await status(f"nobody-{n}", address=office) for n in range(2, 4)]
@@ -229,7 +250,7 @@ async def test_a_success_clears_the_username_and_gives_the_address_its_attempt_b
 async def test_a_key_is_forgotten_a_window_after_its_last_attempt(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
-    user = await make_user(session, Role.supervisor)
+    user = await make_account(session)
     addresses = (f"192.0.2.{n}" for n in range(10, 100))
 
     async def status() -> int:
@@ -259,7 +280,7 @@ def _answer(response: httpx.Response) -> tuple[Any, ...]:
 async def test_unknown_and_known_usernames_get_the_same_answers_even_when_locked(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
-    user = await make_user(session, Role.supervisor)
+    user = await make_account(session)
     unknown = f"nobody-{uuid.uuid4().hex[:8]}"
 
     answers: dict[str, list[tuple[Any, ...]]] = {}
@@ -278,7 +299,7 @@ async def test_unknown_and_known_usernames_get_the_same_answers_even_when_locked
 async def test_concurrent_attempts_never_get_more_than_the_limit_checked(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
-    user = await make_user(session, Role.supervisor)
+    user = await make_account(session)
 
     responses = await asyncio.gather(
         *(attempt(from_address(f"192.0.2.{n}"), user.username) for n in range(10, 20))

@@ -24,6 +24,9 @@ from tests.conftest import make_settings
 from tests.factories import assert_problem, audit_events
 from tests.sync.helpers import ensure_settlement, household, make_phone, push
 
+#: What is checked wraps the app, whatever its database: SQLite only.
+on_sqlite = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
 LIMIT = 4096
 PUSH_LIMIT = 64 * 1024
 PUSH = "/api/v1/sync/push"
@@ -60,6 +63,7 @@ ENDPOINTS = [
 ]
 
 
+@on_sqlite
 @pytest.mark.parametrize(("path", "body", "headers", "limit"), ENDPOINTS)
 async def test_a_declared_length_over_the_limit_is_refused_unread(
     client: httpx.AsyncClient,
@@ -79,6 +83,7 @@ async def test_a_declared_length_over_the_limit_is_refused_unread(
     assert not await audit_events(session, "auth.login_failed")
 
 
+@on_sqlite
 @pytest.mark.parametrize(("path", "body", "headers", "limit"), ENDPOINTS[:2])
 async def test_a_chunked_body_is_cut_off_at_the_limit(
     client: httpx.AsyncClient, path: str, body: object, headers: dict[str, str], limit: int
@@ -93,6 +98,7 @@ async def test_a_chunked_body_is_cut_off_at_the_limit(
     assert within.status_code == 401, within.text
 
 
+@on_sqlite
 async def test_a_push_may_send_up_to_its_own_limit_but_no_more(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:

@@ -20,6 +20,9 @@ from app.core.headers import API_CSP, SecurityHeadersMiddleware
 from app.main import create_app
 from tests.factories import bearer, make_settlement, make_user, tokens_for
 
+#: What is checked wraps the app, whatever its database: SQLite only.
+on_sqlite = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
 COMMON = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
@@ -40,6 +43,7 @@ def assert_secured(response: httpx.Response, *, api: bool = True) -> None:
         assert response.headers["cache-control"] == "no-store"
 
 
+@on_sqlite
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [
@@ -60,6 +64,7 @@ async def test_api_answers_and_errors_carry_the_headers(
     assert_secured(response)
 
 
+@on_sqlite
 async def test_a_payload_too_large_and_a_500_carry_them_too(app: FastAPI) -> None:
     @app.get("/_test/boom")
     async def boom() -> None:
@@ -75,6 +80,7 @@ async def test_a_payload_too_large_and_a_500_carry_them_too(app: FastAPI) -> Non
     assert_secured(too_large)
 
 
+@on_sqlite
 async def test_the_docs_pages_have_their_own_policy_and_their_assets_stay_cacheable(
     client: httpx.AsyncClient,
 ) -> None:
@@ -99,6 +105,7 @@ async def test_the_docs_pages_have_their_own_policy_and_their_assets_stay_cachea
     assert asset.headers["etag"]
 
 
+@on_sqlite
 async def test_a_streamed_export_carries_them(
     client: httpx.AsyncClient, session: AsyncSession
 ) -> None:
@@ -116,6 +123,7 @@ async def test_a_streamed_export_carries_them(
     assert body.startswith(b"household,")
 
 
+@on_sqlite
 async def test_hsts_only_when_configured(settings: Settings) -> None:
     app = create_app(settings.model_copy(update={"hsts_seconds": 31_536_000}))
     try:
