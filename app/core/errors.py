@@ -19,6 +19,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -196,6 +197,8 @@ TRANSIENT_SQLSTATES = frozenset(
 
 
 def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, PoolTimeout):  # every connection of the pool busy for pool_timeout
+        return True
     if isinstance(exc, DBAPIError):
         if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
             return True
@@ -218,7 +221,8 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
     SQLAlchemy wraps most driver errors in DBAPIError; a refused connection may also
     surface as the driver's bare ConnectionError, and the raw asyncpg path (bulk inserts)
-    raises asyncpg's own errors.
+    raises asyncpg's own errors. A request that waited in vain for a pooled connection
+    (the server overloaded) is answered the same way.
     """
     if not _is_transient(exc):
         return await _unexpected_error(request, exc)
@@ -252,6 +256,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for error in (
         DBAPIError,
+        PoolTimeout,
         ConnectionError,
         socket.gaierror,
         asyncpg.PostgresError,

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.core.errors import PROBLEM_JSON
 
@@ -98,8 +99,9 @@ async def test_unexpected_error_is_500_problem_without_internals(app: FastAPI) -
         asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
         ConnectionResetError("reset by peer"),
+        PoolTimeout("QueuePool limit of size 10 overflow 10 reached, connection timed out"),
     ],
-    ids=["deadlock", "connection-lost", "reset"],
+    ids=["deadlock", "connection-lost", "reset", "pool-exhausted"],
 )
 async def test_transient_database_errors_are_503(app: FastAPI, error: Exception) -> None:
     @app.get("/_test/transient")
