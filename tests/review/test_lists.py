@@ -171,21 +171,25 @@ async def test_a_supervisors_list_excludes_other_settlements_conflicts(
     assert [c["household_id"] for c in listed.json()["items"]] == [home]
 
 
+#: An id in the calls below; fixed, so that every test process collects the same test ids.
+ANY_ID = uuid.UUID("3f1c2b9e-0d5a-4c7e-9b1a-2e6f8d4c0a17")
+OTHER_ID = uuid.UUID("7a2d4e6f-1b3c-4d5e-8f9a-0b1c2d3e4f5a")
+
 REVIEW_CALLS = [
     ("GET", "/api/v1/households", None),
-    ("GET", f"/api/v1/households/{uuid.uuid4()}", None),
+    ("GET", f"/api/v1/households/{ANY_ID}", None),
     ("GET", f"/api/v1/households/duplicates?settlement={A}", None),
     (
         "POST",
-        f"/api/v1/households/{uuid.uuid4()}/merge",
-        {"duplicate_id": str(uuid.uuid4()), "note": "x"},
+        f"/api/v1/households/{ANY_ID}/merge",
+        {"duplicate_id": str(OTHER_ID), "note": "x"},
     ),
     ("GET", "/api/v1/visits", None),
     ("GET", "/api/v1/visits/pending", None),
-    ("POST", f"/api/v1/visits/{uuid.uuid4()}/review", {"state": "approved"}),
+    ("POST", f"/api/v1/visits/{ANY_ID}/review", {"state": "approved"}),
     ("GET", "/api/v1/conflicts", None),
-    ("GET", f"/api/v1/conflicts/{uuid.uuid4()}", None),
-    ("POST", f"/api/v1/conflicts/{uuid.uuid4()}/resolve", {"value": "stay", "note": "x"}),
+    ("GET", f"/api/v1/conflicts/{ANY_ID}", None),
+    ("POST", f"/api/v1/conflicts/{ANY_ID}/resolve", {"value": "stay", "note": "x"}),
 ]
 
 
