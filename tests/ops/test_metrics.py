@@ -246,6 +246,17 @@ async def test_without_a_token_only_this_machine_may_read_the_metrics(app: FastA
         assert "FIELDSYNC_METRICS_TOKEN" in response.json()["detail"]
 
 
+async def test_behind_a_trusted_proxy_the_forwarded_client_counts(database_url: str) -> None:
+    app = create_app(make_settings(database_url, trusted_proxies=["127.0.0.1"]))
+    try:
+        proxied = await _get_metrics(app, "127.0.0.1", {"X-Forwarded-For": "203.0.113.9"})
+        assert_problem(proxied, 403)
+        local = await _get_metrics(app, "127.0.0.1", {"X-Forwarded-For": "127.0.0.1"})
+        assert local.status_code == 200
+    finally:
+        await app.state.engine.dispose()
+
+
 async def test_with_a_token_every_caller_must_send_it(database_url: str) -> None:
     app = create_app(make_settings(database_url, metrics_token=METRICS_TOKEN))
     try:
