@@ -6,6 +6,9 @@ batches, two of them with wrong clocks, record households, edits and visits over
 rounds of sync. Everything must be stored once and folded as recorded, and every replica
 must equal the server. Then the checker must catch a store that lost a visit or changed
 a household behind the phones' backs: a check that cannot fail proves nothing.
+
+A supervisor's merge reaches a phone as a tombstone: its replica drops the duplicate, and
+a visit recorded to the duplicate but not sent yet is sent for the survivor.
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from app.auth.models import Role
 from app.households.models import Household
 from app.visits.models import Visit
 from bench import fieldwork
 from bench.device import Backoff, Device, Link
 from bench.verify import verify
-from tests.factories import PASSWORD, make_settlement, make_user
+from tests.factories import PASSWORD, bearer, make_settlement, make_user, read_fresh, tokens_for
 
 SETTLEMENT = "UA6308013001"
 FLAKY = Link(drop_before=0.15, drop_after=0.25, duplicate=0.15, reorder=True)
@@ -126,3 +130,37 @@ async def test_phones_on_a_flaky_link_deliver_everything_once_and_the_checker_se
     assert any(household in line and "address" in line for line in report.replicas), (
         report.summary()
     )
+
+
+async def test_a_merge_reaches_the_phone_as_a_tombstone_and_unsent_visits_follow_it(
+    app: FastAPI, session: AsyncSession, phones: list[Device]
+) -> None:
+    phone = phones[0]
+    rng = random.Random(9)
+    supervisor = await make_user(session, Role.supervisor, settlements=[SETTLEMENT])
+    await phone.sign_in()
+    survivor = fieldwork.new_household(rng, phone, SETTLEMENT)
+    duplicate = fieldwork.new_household(rng, phone, SETTLEMENT)
+    await phone.sync()
+    assert {survivor, duplicate} <= set(phone.replica)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://fieldsync.test"
+    ) as http:
+        token = (await tokens_for(http, supervisor))["access_token"]
+        merged = await http.post(
+            f"/api/v1/households/{survivor}/merge",
+            json={"duplicate_id": duplicate, "note": "Той самий двір (synthetic)."},
+            headers=bearer(token),
+        )
+    assert merged.status_code == 200, merged.text
+
+    unsent = phone.record_visit(duplicate, outcome="not_home")
+    await phone.pull()
+    assert duplicate not in phone.replica
+    assert survivor in phone.replica
+    item = next(r.item for r in phone.recorded() if r.item["id"] == unsent)
+    assert item["household_id"] == survivor  # re-pointed before it was ever sent
+    await phone.push()
+    stored = await read_fresh(session, select(Visit).where(col(Visit.id) == uuid.UUID(unsent)))
+    assert [v.household_id for v in stored] == [uuid.UUID(survivor)]
