@@ -45,9 +45,11 @@ test: lint typecheck ## lint, type checks and every test, on SQLite and PostgreS
 openapi: $(VENV)/.installed-dev ## regenerate openapi/openapi.json from the app
 	FIELDSYNC_ENV=development $(BIN)/fieldsync openapi
 
+# A benchmark is a script of bench/ with a main(); the others (common.py, device.py...)
+# are what benchmarks and tests share.
 bench: $(VENV)/.installed-dev ## run every benchmark in bench/ (see bench/README.md)
 	@set -e; found=0; for script in bench/[a-z]*.py; do \
-	  [ -e "$$script" ] || continue; found=1; \
+	  grep -q '^def main' "$$script" || continue; found=1; \
 	  echo "== $$script"; $(BIN)/python -m bench.$$(basename $$script .py); \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 
