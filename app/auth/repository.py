@@ -6,9 +6,21 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, exists, literal, null, tuple_, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Insert,
+    bindparam,
+    case,
+    delete,
+    exists,
+    null,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -124,18 +136,61 @@ class ThrottleCount:
     last_attempt_id: uuid.UUID
 
 
-def _instant(value: datetime | None) -> ColumnElement[Any]:
-    return null() if value is None else literal(value, UTCDateTime())
+def _instant(name: str) -> BindParameter[datetime]:
+    return bindparam(name, type_=UTCDateTime())
 
 
 def _by_count(
-    count: ColumnElement[int], limit: int, below: datetime | None, at_or_above: Sequence[datetime]
+    count: ColumnElement[int], limit: int, below: ColumnElement[Any], prefix: str, steps: int
 ) -> ColumnElement[Any]:
-    """`below` while `count` < `limit`; from the limit on, the k-th value of `at_or_above`
-    for the (limit + k)-th count, the last one for every count after."""
-    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [(count < limit, _instant(below))]
-    whens += [(count == limit + k, _instant(v)) for k, v in enumerate(at_or_above[:-1])]
-    return case(*whens, else_=_instant(at_or_above[-1]))
+    """`below` while `count` < `limit`; from the limit on, the parameter `{prefix}{k}` for
+    the (limit + k)-th count, the last one (`steps` - 1) for every count after."""
+    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [(count < limit, below)]
+    whens += [(count == limit + k, _instant(f"{prefix}{k}")) for k in range(steps - 1)]
+    return case(*whens, else_=_instant(f"{prefix}{steps - 1}"))
+
+
+@cache
+def _count_statement(dialect: str, limit: int, steps: int) -> Insert:
+    """The statement of `count_sign_in_attempt`, built once per database, limit and
+    number of lock lengths: a sign-in runs it twice."""
+    table = LoginThrottle.__table__  # type: ignore[attr-defined]
+    failures, locked_until, reset_at = table.c.failures, table.c.locked_until, table.c.reset_at
+    now = _instant("now")
+    locked = locked_until > now
+    count = case((reset_at <= now, 0), else_=failures) + 1
+    first_locks = limit <= 1  # the key's first attempt reaches the limit
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(table)
+        .values(
+            scope=bindparam("scope"),
+            subject=bindparam("subject"),
+            failures=1,
+            locked_until=_instant("lock_0") if first_locks else null(),
+            reset_at=_instant("reset_0" if first_locks else "reset_unlocked"),
+            last_attempt_id=bindparam("attempt_id", type_=table.c.last_attempt_id.type),
+        )
+        .on_conflict_do_update(
+            index_elements=[table.c.scope, table.c.subject],
+            set_={
+                "failures": case((locked, failures), else_=count),
+                "locked_until": case(
+                    (locked, locked_until),
+                    else_=_by_count(count, limit, null(), "lock_", steps),
+                ),
+                "reset_at": case(
+                    (locked, reset_at),
+                    else_=_by_count(count, limit, _instant("reset_unlocked"), "reset_", steps),
+                ),
+                "last_attempt_id": case(
+                    (locked, table.c.last_attempt_id),
+                    else_=bindparam("attempt_id", type_=table.c.last_attempt_id.type),
+                ),
+            },
+        )
+        .returning(failures, locked_until, table.c.last_attempt_id)
+    )
 
 
 async def count_sign_in_attempt(
@@ -157,42 +212,17 @@ async def count_sign_in_attempt(
     key until the next of `locks` (the same `resets` entry gives its `reset_at`), so the
     attempt is let through and the ones after it wait. `last_attempt_id` is the
     attempt's id only when it was counted."""
-    table = LoginThrottle.__table__  # type: ignore[attr-defined]
-    failures, locked_until, reset_at = table.c.failures, table.c.locked_until, table.c.reset_at
-    now_ = _instant(now)
-    locked = locked_until > now_
-    count = case((reset_at <= now_, 0), else_=failures) + 1
-    first_locks = limit <= 1  # the key's first attempt reaches the limit
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (
-        insert(table)
-        .values(
-            scope=scope,
-            subject=subject,
-            failures=1,
-            locked_until=locks[0] if first_locks else None,
-            reset_at=resets[0] if first_locks else reset_unlocked,
-            last_attempt_id=attempt_id,
-        )
-        .on_conflict_do_update(
-            index_elements=[table.c.scope, table.c.subject],
-            set_={
-                "failures": case((locked, failures), else_=count),
-                "locked_until": case(
-                    (locked, locked_until), else_=_by_count(count, limit, None, locks)
-                ),
-                "reset_at": case(
-                    (locked, reset_at), else_=_by_count(count, limit, reset_unlocked, resets)
-                ),
-                "last_attempt_id": case(
-                    (locked, table.c.last_attempt_id), else_=literal(attempt_id)
-                ),
-            },
-        )
-        .returning(failures, locked_until, table.c.last_attempt_id)
-    )
-    row = (await session.execute(statement)).one()
+    statement = _count_statement(session.get_bind().dialect.name, limit, len(locks))
+    parameters: dict[str, Any] = {
+        "scope": scope,
+        "subject": subject,
+        "attempt_id": attempt_id,
+        "now": now,
+        "reset_unlocked": reset_unlocked,
+    }
+    parameters |= {f"lock_{k}": until for k, until in enumerate(locks)}
+    parameters |= {f"reset_{k}": until for k, until in enumerate(resets)}
+    row = (await session.execute(statement, parameters)).one()
     return ThrottleCount(failures=row[0], locked_until=row[1], last_attempt_id=row[2])
 
 

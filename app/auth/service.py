@@ -212,16 +212,12 @@ async def authenticate(
     if not user.is_active:
         await _refuse_sign_in(session, username, user, device_id, "account disabled", attempt)
     if user.role == Role.field_worker and device_id is None:
-        # The password was right, and this answer says so already: no failure to count.
-        await limiter.succeeded(attempt)
         raise Invalid(
             "Field workers sign in from their phone: client_id (the device id) is required.",
             errors=[FieldError(field="client_id", code="missing", message="is required")],
         )
     device = await _known_phone(session, user, device_id, attempt) if device_id else None
-    # Before this request writes anything: the limiter writes on a connection of its own,
-    # and on SQLite a write here would hold the one write lock until the request ends.
-    await limiter.succeeded(attempt)
+    await limiter.succeeded(session, attempt)
     if device is not None:
         device.last_seen_at = utcnow()
     elif device_id is not None:

@@ -4,16 +4,17 @@ locks that double in length, shared by every server process through the database
 Each password sign-in is counted before its password is checked, against its client
 address first and then its username (known or not: the answer never depends on whether
 the account exists). Both counts are one atomic statement each (`INSERT ... ON CONFLICT
-DO UPDATE ... RETURNING`), in a transaction of their own committed at once, so that
-concurrent attempts and other processes see them before the slow password check ends,
-and a request that then fails cannot roll them back. Once a key has been counted
+DO UPDATE ... RETURNING`), in a transaction of the limiter's own committed at once, so
+that concurrent attempts and other processes see them before the slow password check
+ends, and a request that then fails cannot roll them back. Once a key has been counted
 `limit` times, each attempt let through locks it: for `login_lockout_seconds` first,
 twice as long each time after, at most `login_lockout_max_seconds`. An attempt on a
 locked key is refused with 429 and `Retry-After` before anything else is looked at;
 it is not counted against that key, nor checked, so it gives nothing away. A sign-in
-that succeeds clears its username's count and takes its attempt back from its
-address's. A key with no attempt for `login_failure_window_seconds` after its last
-lock (or attempt) starts again from zero, and its row is deleted.
+that succeeds takes its attempt back from its address's count and clears its
+username's, in the sign-in's own transaction. A key with no attempt for
+`login_failure_window_seconds` after its last lock (or attempt) starts again from zero,
+and its row is deleted.
 
 The refresh endpoint is not throttled: a refresh token is 256 random bits that nobody
 can guess, and presenting a rotated one already revokes its whole family.
@@ -130,11 +131,14 @@ class LoginLimiter:
         )
         refused_until: datetime | None = None
         async with self.sessionmaker() as session, session.begin():
+            # Always the address first, then the username, here and in `succeeded`: one
+            # order of row locks, so two transactions never wait on each other.
             for scope, subject in ((ADDRESS, attempt.address), (USERNAME, attempt.username)):
                 refused_until = await self._count(session, attempt, scope, subject)
                 if refused_until is not None:
                     break  # what was counted before (the address) is committed
-        async with self.sessionmaker() as session, session.begin():
+            # Last: it skips rows others hold rather than wait, so it adds no wait to a
+            # transaction that holds locks.
             await repository.prune_sign_in_failures(session, now)
         if refused_until is not None:
             raise SignInThrottled(_retry_after(refused_until, now))
@@ -166,13 +170,11 @@ class LoginLimiter:
             attempt.locks[scope] = counted.locked_until
         return None
 
-    async def succeeded(self, attempt: Attempt) -> None:
-        """The password was right: the username starts again from zero, and the address
-        gets its attempt back."""
-        async with self.sessionmaker() as session, session.begin():
-            await repository.forget_sign_in_failures(
-                session, scope=USERNAME, subject=attempt.username
-            )
-            await repository.uncount_sign_in_attempt(
-                session, scope=ADDRESS, subject=attempt.address, attempt_id=attempt.id
-            )
+    async def succeeded(self, session: AsyncSession, attempt: Attempt) -> None:
+        """The sign-in succeeded: its address gets its attempt back, and its username
+        starts again from zero. In the caller's transaction: it stands if the sign-in
+        is committed."""
+        await repository.uncount_sign_in_attempt(
+            session, scope=ADDRESS, subject=attempt.address, attempt_id=attempt.id
+        )
+        await repository.forget_sign_in_failures(session, scope=USERNAME, subject=attempt.username)
