@@ -71,3 +71,13 @@ def test_an_operators_directory_is_used_and_emptied_of_the_last_run(
         assert os.environ[METRICS_DIR_VARIABLE] == str(own)
         assert sorted(p.name for p in own.iterdir()) == ["README"]
     assert own.is_dir()
+
+
+def test_the_command_line_does_not_create_metrics_before_serve_chooses_their_directory() -> None:
+    """prometheus-client picks memory or files when a metric is created: `serve` must set
+    PROMETHEUS_MULTIPROC_DIR (and empty an operator's) before anything creates one."""
+    code = "import sys, app.cli; print('prometheus_client' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False", result.stderr
