@@ -310,6 +310,23 @@ async def test_concurrent_attempts_never_get_more_than_the_limit_checked(
     assert len(await audit_events(session, "auth.login_failed")) == 2
 
 
+async def test_a_sign_in_sent_twice_at_once_succeeds_twice(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    """A retry racing the original, from one phone: both are let in, and both are
+    settled (the address has its attempts back, the username is cleared)."""
+    user = await make_account(session)
+    phone = from_address("192.0.2.50")
+
+    responses = await asyncio.gather(*(attempt(phone, user.username, PASSWORD) for _ in range(2)))
+
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    rows = await read_fresh(session, select(LoginThrottle))
+    assert [(r.scope, r.subject, r.failures, r.locked_until) for r in rows] == [
+        ("address", "192.0.2.50", 0, None)
+    ]
+
+
 async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
     session: AsyncSession,
     settings: Settings,
