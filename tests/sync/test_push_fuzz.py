@@ -107,6 +107,8 @@ def breaks_body(value: Any) -> bool:
         return value.whole_body
     if isinstance(value, Obj):
         return any(breaks_body(v) for _, v in value.pairs)
+    if isinstance(value, dict):
+        return any(breaks_body(v) for v in value.values())
     if isinstance(value, list | tuple):
         return any(breaks_body(v) for v in value)
     return False
