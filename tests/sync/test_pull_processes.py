@@ -26,6 +26,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -42,7 +43,7 @@ from app.sync.models import Tombstone
 from app.visits.codes import SENSITIVE_REASONS
 from tests.conftest import make_settings
 from tests.factories import make_settlement, make_user
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, running_server
 from tests.sync.helpers import Phone, household, iso, sign_in_phones
 from tests.sync.test_push_processes import REQUEST_TIMEOUT, Sent, post, random_visit
 
@@ -365,6 +366,21 @@ def build_batch(rng: random.Random, phone: Phone, pool: Pool) -> tuple[dict[str,
 
 
 # --- The test ------------------------------------------------------------------------------
+
+#: How long a pull's first page waits for the writes in flight (FIELDSYNC_PULL_WAIT_SECONDS;
+#: 2 s by default). The strict check above holds for writes that end within the wait;
+#: one still open after it holds its changes, and those of later transactions, back to a
+#: later pull (the final catch-up checks they arrive). On a loaded test machine a push can
+#: outlast 2 s, so the test waits longer, to keep checking the strict property.
+PULL_WAIT_SECONDS = "15"
+
+
+@pytest.fixture
+def server(database: str) -> Iterator[ServerProcess]:
+    """A real uvicorn server with two worker processes, waiting up to 15 s on a pull."""
+    env = {"FIELDSYNC_PULL_WAIT_SECONDS": PULL_WAIT_SECONDS}
+    with running_server(database, workers=2, env=env) as started:
+        yield started
 
 
 async def test_a_phone_pulling_during_concurrent_pushes_misses_no_change(
