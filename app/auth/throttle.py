@@ -14,7 +14,7 @@ it is not counted against that key, nor checked, so it gives nothing away. A sig
 that succeeds takes its attempt back from its address's count and clears its
 username's, in the sign-in's own transaction. A key with no attempt for
 `login_failure_window_seconds` after its last lock (or attempt) starts again from zero,
-and its row is deleted.
+and its row is deleted (each process looks for such rows at most once a minute).
 
 The refresh endpoint is not throttled: a refresh token is 256 random bits that nobody
 can guess, and presenting a rotated one already revokes its whole family.
@@ -38,6 +38,8 @@ from app.core.types import utcnow
 USERNAME, ADDRESS = "username", "address"
 #: The longest subject a key holds (the column's width); longer ones are cut.
 SUBJECT_LENGTH = 64
+#: How often a process deletes the rows of forgotten keys (they count as new anyway).
+PRUNE_EVERY = timedelta(minutes=1)
 
 
 class SignInThrottled(DomainError):
@@ -121,6 +123,7 @@ class LoginLimiter:
         self.sessionmaker = sessionmaker
         self.policy = policy
         self.clock = clock
+        self._pruned_at: datetime | None = None
 
     async def begin(self, *, username: str, address: str) -> Attempt:
         """Count an attempt against its address, then its username; `SignInThrottled` if
@@ -139,7 +142,9 @@ class LoginLimiter:
                     break  # what was counted before (the address) is committed
             # Last: it skips rows others hold rather than wait, so it adds no wait to a
             # transaction that holds locks.
-            await repository.prune_sign_in_failures(session, now)
+            if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+                self._pruned_at = now
+                await repository.prune_sign_in_failures(session, now)
         if refused_until is not None:
             raise SignInThrottled(_retry_after(refused_until, now))
         return attempt
