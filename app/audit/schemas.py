@@ -48,12 +48,12 @@ class AuditEventPublic(BaseModel):
     )
     actor_username: str = Field(
         description="The account's name; `cli` for the server's command line; for a failed "
-        "sign-in, the username that was typed."
+        "sign-in and a sign-in lock (`auth.lockout`), the username that was typed."
     )
     action: str = Field(description="What was done, e.g. `auth.login`, `device.revoke`.")
     entity_type: str = Field(
         description="The kind of record acted on: user, device, settlement, visit, conflict, "
-        "household."
+        "household; `address` for a client address locked after failed sign-ins."
     )
     entity_id: str = Field(description="Its id; empty when the act concerns no one record.")
     reason: str = Field(description="Why, as given; empty when none was asked for.")
