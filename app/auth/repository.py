@@ -151,14 +151,18 @@ def _by_count(
 
 
 @cache
-def _count_statement(dialect: str, limit: int, steps: int) -> Insert:
-    """The statement of `count_sign_in_attempt`, built once per database, limit and
-    number of lock lengths: a sign-in runs it twice."""
+def _count_statement(dialect: str, limit: int, steps: int, unless_locked: bool) -> Insert:
+    """The statement of `count_sign_in_attempt`, built once per database, limit, number
+    of lock lengths and kind."""
     table = LoginThrottle.__table__  # type: ignore[attr-defined]
     failures, locked_until, reset_at = table.c.failures, table.c.locked_until, table.c.reset_at
     now = _instant("now")
-    locked = locked_until > now
     count = case((reset_at <= now, 0), else_=failures) + 1
+
+    def counted(value: ColumnElement[Any], current: ColumnElement[Any]) -> ColumnElement[Any]:
+        """`value`, or, if the key is locked and refuses the attempt, its `current` value."""
+        return case((locked_until > now, current), else_=value) if unless_locked else value
+
     first_locks = limit <= 1  # the key's first attempt reaches the limit
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
@@ -174,18 +178,17 @@ def _count_statement(dialect: str, limit: int, steps: int) -> Insert:
         .on_conflict_do_update(
             index_elements=[table.c.scope, table.c.subject],
             set_={
-                "failures": case((locked, failures), else_=count),
-                "locked_until": case(
-                    (locked, locked_until),
-                    else_=_by_count(count, limit, null(), "lock_", steps),
+                "failures": counted(count, failures),
+                "locked_until": counted(
+                    _by_count(count, limit, null(), "lock_", steps), locked_until
                 ),
-                "reset_at": case(
-                    (locked, reset_at),
-                    else_=_by_count(count, limit, _instant("reset_unlocked"), "reset_", steps),
+                "reset_at": counted(
+                    _by_count(count, limit, _instant("reset_unlocked"), "reset_", steps),
+                    reset_at,
                 ),
-                "last_attempt_id": case(
-                    (locked, table.c.last_attempt_id),
-                    else_=bindparam("attempt_id", type_=table.c.last_attempt_id.type),
+                "last_attempt_id": counted(
+                    bindparam("attempt_id", type_=table.c.last_attempt_id.type),
+                    table.c.last_attempt_id,
                 ),
             },
         )
@@ -204,15 +207,17 @@ async def count_sign_in_attempt(
     locks: Sequence[datetime],
     resets: Sequence[datetime],
     reset_unlocked: datetime,
+    unless_locked: bool,
 ) -> ThrottleCount:
     """Count an attempt against a key in one statement, atomic under concurrency (the
-    row is locked by `INSERT ... ON CONFLICT DO UPDATE`): a locked key refuses it and
-    stays as it is; a key whose `reset_at` has passed starts again at 1; otherwise the
-    count goes up by one. From the `limit`-th count on, each counted attempt locks the
-    key until the next of `locks` (the same `resets` entry gives its `reset_at`), so the
-    attempt is let through and the ones after it wait. `last_attempt_id` is the
-    attempt's id only when it was counted."""
-    statement = _count_statement(session.get_bind().dialect.name, limit, len(locks))
+    row is locked by `INSERT ... ON CONFLICT DO UPDATE`): a key whose `reset_at` has
+    passed starts again at 1; otherwise the count goes up by one. From the `limit`-th
+    count on, each counted attempt locks the key until the next of `locks` (the same
+    `resets` entry gives its `reset_at`). With `unless_locked`, a locked key refuses the
+    attempt instead and stays as it is. `last_attempt_id` is the attempt's id only when
+    it was counted."""
+    dialect = session.get_bind().dialect.name
+    statement = _count_statement(dialect, limit, len(locks), unless_locked)
     parameters: dict[str, Any] = {
         "scope": scope,
         "subject": subject,
@@ -235,25 +240,18 @@ async def forget_sign_in_failures(session: AsyncSession, *, scope: str, subject:
     )
 
 
-async def uncount_sign_in_attempt(
-    session: AsyncSession, *, scope: str, subject: str, attempt_id: uuid.UUID
-) -> None:
-    """Take back an attempt that turned out not to be a failure: one count less, and the
-    lock it set lifted if no attempt was counted after it (before it, the key was not
-    locked, or the attempt would have been refused)."""
-    await session.execute(
-        update(LoginThrottle)
-        .where(col(LoginThrottle.scope) == scope, col(LoginThrottle.subject) == subject)
-        .values(
-            failures=case(
-                (col(LoginThrottle.failures) > 0, col(LoginThrottle.failures) - 1), else_=0
-            ),
-            locked_until=case(
-                (col(LoginThrottle.last_attempt_id) == attempt_id, null()),
-                else_=col(LoginThrottle.locked_until),
-            ),
+async def sign_in_locked_until(
+    session: AsyncSession, *, scope: str, subject: str, now: datetime
+) -> datetime | None:
+    """When the key's lock ends, if it is locked at `now`."""
+    result = await session.execute(
+        select(col(LoginThrottle.locked_until)).where(
+            col(LoginThrottle.scope) == scope,
+            col(LoginThrottle.subject) == subject,
+            col(LoginThrottle.locked_until) > now,
         )
     )
+    return result.scalar_one_or_none()
 
 
 async def prune_sign_in_failures(session: AsyncSession, now: datetime, batch: int = 1000) -> None:

@@ -11,7 +11,7 @@ from typing import NoReturn
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.auth import repository
+from app.auth import repository, throttle
 from app.auth.models import Device, RefreshToken, Role, User
 from app.auth.schemas import DevicePublic, Me, TokenPair
 from app.auth.throttle import ADDRESS, Attempt, LoginLimiter
@@ -103,9 +103,10 @@ async def _refuse_sign_in(
     reason: str,
     attempt: Attempt,
 ) -> NoReturn:
-    """Record a failed sign-in (never the password typed), and each lock it set, then
-    refuse it with the same answer for every reason: the caller learns nothing about
-    which accounts exist."""
+    """Count a failed sign-in against its address, record it (never the password typed)
+    and each lock it set, then refuse it with the same answer for every reason: the
+    caller learns nothing about which accounts exist."""
+    await throttle.failed(session, attempt)
     await audit.record(
         session,
         action="auth.login_failed",
@@ -217,7 +218,7 @@ async def authenticate(
             errors=[FieldError(field="client_id", code="missing", message="is required")],
         )
     device = await _known_phone(session, user, device_id, attempt) if device_id else None
-    await limiter.succeeded(session, attempt)
+    await throttle.succeeded(session, attempt)
     if device is not None:
         device.last_seen_at = utcnow()
     elif device_id is not None:

@@ -1,20 +1,28 @@
 """Login throttling: failed sign-ins counted per username and per client address, with
 locks that double in length, shared by every server process through the database.
 
-Each password sign-in is counted before its password is checked, against its client
-address first and then its username (known or not: the answer never depends on whether
-the account exists). Both counts are one atomic statement each (`INSERT ... ON CONFLICT
-DO UPDATE ... RETURNING`), in a transaction of the limiter's own committed at once, so
-that concurrent attempts and other processes see them before the slow password check
-ends, and a request that then fails cannot roll them back. Once a key has been counted
-`limit` times, each attempt let through locks it: for `login_lockout_seconds` first,
-twice as long each time after, at most `login_lockout_max_seconds`. An attempt on a
-locked key is refused with 429 and `Retry-After` before anything else is looked at;
-it is not counted against that key, nor checked, so it gives nothing away. A sign-in
-that succeeds takes its attempt back from its address's count and clears its
-username's, in the sign-in's own transaction. A key with no attempt for
-`login_failure_window_seconds` after its last lock (or attempt) starts again from zero,
-and its row is deleted (each process looks for such rows at most once a minute).
+A username (known or not: the answer never depends on whether the account exists) is
+counted before its password is checked, in one atomic statement (`INSERT ... ON
+CONFLICT DO UPDATE ... RETURNING`) in a transaction of the limiter's own, committed at
+once: concurrent attempts and other processes see the count before the slow password
+check ends, so a username never gets more checks than its limit, however many attempts
+arrive at once, and a request that then fails cannot roll the count back. Once a
+username has been counted `limit` times, each attempt let through locks it: for
+`login_lockout_seconds` first, twice as long each time after, at most
+`login_lockout_max_seconds`. A sign-in that succeeds clears its username.
+
+A client address is counted only when a sign-in from it fails, in the sign-in's own
+transaction (which a failed sign-in commits), and locks the same way. Its successes are
+never counted: a field office's phones, behind one address, all sign in at once in the
+morning. Concurrent failures from one address can overshoot its limit by the number
+in flight; its usernames' limits still hold, and the overshoot lengthens its lock.
+
+An attempt on a locked address or username is refused with 429 and `Retry-After`
+before anything else is looked at; it is neither checked nor counted, so it gives
+nothing away (a locked address's attempts do not count against usernames). A key with
+no attempt for `login_failure_window_seconds` after its last lock (or attempt) starts
+again from zero, and its row is deleted (each process looks for such rows at most once
+a minute).
 
 The refresh endpoint is not throttled: a refresh token is 256 random bits that nobody
 can guess, and presenting a rotated one already revokes its whole family.
@@ -87,13 +95,14 @@ class ThrottlePolicy:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A sign-in attempt let through: what it was counted against, and the locks it set
-    (scope -> until), which stand if it fails."""
+    """A sign-in attempt let through: its username's count, and the locks it set (scope
+    -> until), which stand if it fails."""
 
     id: uuid.UUID
     at: datetime
     username: str
     address: str
+    policy: ThrottlePolicy
     failures: dict[str, int] = field(default_factory=dict)
     locks: dict[str, datetime] = field(default_factory=dict)
 
@@ -108,8 +117,49 @@ def _retry_after(until: datetime, now: datetime) -> int:
     return max(1, math.ceil((until - now).total_seconds()))
 
 
+async def _count(
+    session: AsyncSession, attempt: Attempt, scope: str, subject: str, *, unless_locked: bool
+) -> datetime | None:
+    """Count the attempt against one key, and note the lock it sets. With `unless_locked`,
+    a locked key refuses it instead: then the time its lock ends."""
+    now, policy = attempt.at, attempt.policy
+    locks = [now + length for length in policy.lock_lengths()]
+    counted = await repository.count_sign_in_attempt(
+        session,
+        scope=scope,
+        subject=subject,
+        attempt_id=attempt.id,
+        now=now,
+        limit=policy.limit(scope),
+        locks=locks,
+        resets=[until + policy.window for until in locks],
+        reset_unlocked=now + policy.window,
+        unless_locked=unless_locked,
+    )
+    if counted.last_attempt_id != attempt.id:
+        assert counted.locked_until is not None  # only a lock refuses
+        return counted.locked_until
+    attempt.failures[scope] = counted.failures
+    if counted.locked_until is not None:
+        attempt.locks[scope] = counted.locked_until
+    return None
+
+
+async def failed(session: AsyncSession, attempt: Attempt) -> None:
+    """The sign-in failed: count it against its address, in the caller's transaction
+    (a failed sign-in commits it)."""
+    await _count(session, attempt, ADDRESS, attempt.address, unless_locked=False)
+
+
+async def succeeded(session: AsyncSession, attempt: Attempt) -> None:
+    """The sign-in succeeded: its username starts again from zero. In the caller's
+    transaction: it stands if the sign-in is committed."""
+    await repository.forget_sign_in_failures(session, scope=USERNAME, subject=attempt.username)
+
+
 class LoginLimiter:
-    """Counts sign-in attempts in transactions of its own (see the module docstring).
+    """Lets a sign-in attempt through, or refuses it, in a transaction of its own (see
+    the module docstring).
 
     `clock` is the time source, replaceable in tests so that no test sleeps.
     """
@@ -126,60 +176,29 @@ class LoginLimiter:
         self._pruned_at: datetime | None = None
 
     async def begin(self, *, username: str, address: str) -> Attempt:
-        """Count an attempt against its address, then its username; `SignInThrottled` if
-        either is locked (a locked address refuses before the username is counted)."""
+        """Refuse the attempt (`SignInThrottled`) if its address or its username is
+        locked; else count it against its username and let it through."""
         now = self.clock()
         attempt = Attempt(
-            id=uuid.uuid4(), at=now, username=_subject(username), address=_subject(address)
+            id=uuid.uuid4(),
+            at=now,
+            username=_subject(username),
+            address=_subject(address),
+            policy=self.policy,
         )
-        refused_until: datetime | None = None
         async with self.sessionmaker() as session, session.begin():
-            # Always the address first, then the username, here and in `succeeded`: one
-            # order of row locks, so two transactions never wait on each other.
-            for scope, subject in ((ADDRESS, attempt.address), (USERNAME, attempt.username)):
-                refused_until = await self._count(session, attempt, scope, subject)
-                if refused_until is not None:
-                    break  # what was counted before (the address) is committed
+            refused_until = await repository.sign_in_locked_until(
+                session, scope=ADDRESS, subject=attempt.address, now=now
+            )
+            if refused_until is None:
+                refused_until = await _count(
+                    session, attempt, USERNAME, attempt.username, unless_locked=True
+                )
             # Last: it skips rows others hold rather than wait, so it adds no wait to a
-            # transaction that holds locks.
+            # transaction that holds a lock.
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
                 self._pruned_at = now
                 await repository.prune_sign_in_failures(session, now)
         if refused_until is not None:
             raise SignInThrottled(_retry_after(refused_until, now))
         return attempt
-
-    async def _count(
-        self, session: AsyncSession, attempt: Attempt, scope: str, subject: str
-    ) -> datetime | None:
-        """Count the attempt against one key; the time its lock ends if the key refuses it."""
-        now = attempt.at
-        window = self.policy.window
-        locks = [now + length for length in self.policy.lock_lengths()]
-        counted = await repository.count_sign_in_attempt(
-            session,
-            scope=scope,
-            subject=subject,
-            attempt_id=attempt.id,
-            now=now,
-            limit=self.policy.limit(scope),
-            locks=locks,
-            resets=[until + window for until in locks],
-            reset_unlocked=now + window,
-        )
-        if counted.last_attempt_id != attempt.id:
-            assert counted.locked_until is not None  # only a lock refuses
-            return counted.locked_until
-        attempt.failures[scope] = counted.failures
-        if counted.locked_until is not None:
-            attempt.locks[scope] = counted.locked_until
-        return None
-
-    async def succeeded(self, session: AsyncSession, attempt: Attempt) -> None:
-        """The sign-in succeeded: its address gets its attempt back, and its username
-        starts again from zero. In the caller's transaction: it stands if the sign-in
-        is committed."""
-        await repository.uncount_sign_in_attempt(
-            session, scope=ADDRESS, subject=attempt.address, attempt_id=attempt.id
-        )
-        await repository.forget_sign_in_failures(session, scope=USERNAME, subject=attempt.username)

@@ -219,7 +219,7 @@ async def test_each_further_failure_doubles_the_lock_up_to_the_longest(
     assert len(await audit_events(session, "auth.lockout")) == 5
 
 
-async def test_a_success_clears_the_username_and_gives_the_address_its_attempt_back(
+async def test_a_success_clears_the_username_and_never_counts_against_the_address(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
     user = await make_account(session)
@@ -237,8 +237,8 @@ async def test_a_success_clears_the_username_and_gives_the_address_its_attempt_b
     statuses += [await status(user.username) for _ in range(3)]
     assert statuses == [401, 200, 401, 401, 429]
 
-    # Address (one username each): without the give-back, the success would be its
-    # third count and lock it.
+    # Address (one username each): counted, the success would be its third count and
+    # lock it.
     office = "198.51.100.9"
     other = await make_account(session)
     statuses = [await status(f"nobody-{n}", address=office) for n in range(2)]
@@ -262,13 +262,13 @@ async def test_a_key_is_forgotten_a_window_after_its_last_attempt(
     statuses += [await status() for _ in range(3)]
     assert statuses == [401, 401, 401, 429]
 
-    # The first attempt's address was forgotten too: its row is gone.
+    # The first attempt's address was forgotten too: its row is gone (the last attempt,
+    # refused, counted against nothing).
     rows = await read_fresh(session, select(LoginThrottle))
     assert {(r.scope, r.subject) for r in rows} == {
         ("username", user.username),
         ("address", "192.0.2.11"),
         ("address", "192.0.2.12"),
-        ("address", "192.0.2.13"),
     }
 
 
@@ -313,18 +313,28 @@ async def test_concurrent_attempts_never_get_more_than_the_limit_checked(
 async def test_a_sign_in_sent_twice_at_once_succeeds_twice(
     session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
 ) -> None:
-    """A retry racing the original, from one phone: both are let in, and both are
-    settled (the address has its attempts back, the username is cleared)."""
+    """A retry racing the original, from one phone: both are let in, and nothing is
+    left counted."""
     user = await make_account(session)
     phone = from_address("192.0.2.50")
 
     responses = await asyncio.gather(*(attempt(phone, user.username, PASSWORD) for _ in range(2)))
 
     assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
-    rows = await read_fresh(session, select(LoginThrottle))
-    assert [(r.scope, r.subject, r.failures, r.locked_until) for r in rows] == [
-        ("address", "192.0.2.50", 0, None)
-    ]
+    assert await read_fresh(session, select(LoginThrottle)) == []
+
+
+async def test_a_field_office_signs_in_all_at_once(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    """More phones than the address's limit (3), behind one address, all sign in at
+    the same moment: successes never count against an address."""
+    workers = [await make_account(session) for _ in range(6)]
+    office = from_address("198.51.100.20")
+
+    responses = await asyncio.gather(*(attempt(office, w.username, PASSWORD) for w in workers))
+
+    assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
 
 
 async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(
