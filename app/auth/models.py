@@ -87,11 +87,11 @@ class LoginThrottle(SQLModel, table=True):
     """Failed sign-ins counted for one username (known or not) or one client address, in
     the database so that every server process sees the same count (app/auth/throttle.py).
 
-    `failures` counts the attempts let through since the count last started; once it
-    reaches the limit, each attempt let through locks the key until `locked_until`, for
-    twice as long as the time before. `reset_at` is when the key is forgotten, a window
-    after its last attempt or lock; `last_attempt_id` tells an attempt whether it was the
-    one counted last.
+    `failures` counts a username's attempts let through, or an address's failed ones,
+    since the count last started; once it reaches the limit, each one more locks the key
+    until `locked_until`, for twice as long as the time before. `reset_at` is when the key
+    is forgotten, a window after its last attempt or lock; `last_attempt_id` tells an
+    attempt whether it was counted (a locked username refuses it instead).
     """
 
     __tablename__ = "login_throttle"
