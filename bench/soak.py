@@ -16,7 +16,8 @@ recorded and hold.
 
 Reported: visits recorded, sent (every copy that left a phone), stored, duplicates
 avoided (copies the server answered without storing again), retries, link faults, 5xx
-answers (503 during the outage apart), push and pull latency p50/p99 of 200 answers,
+answers (503 during the outage apart), push and pull latency p50/p99 of 200 answers
+(during the load, and in the final syncs, when every phone syncs at once),
 and the servers' RSS over time. Targets: zero lost, zero stored twice, zero 5xx but
 503 during the outage, every replica equal to the server (and every answer as
 journaled, every household the fold of what was recorded).
@@ -129,6 +130,9 @@ class Result:
     phases: dict[str, float]
     #: CPU seconds of the servers (both) and of this process (the phones) during the load.
     cpu: dict[str, float]
+    #: Milliseconds of the 200 answers, by request kind: during the load, and in the final
+    #: syncs (every phone at once).
+    latency: dict[str, dict[str, list[float]]]
     logs: list[Path]
 
     @property
@@ -177,8 +181,8 @@ class Result:
     def lines(self) -> list[str]:
         o, stats, report = self.options, self.stats, self.report
         during, other = self.server_errors()
-        push = [s * 1000 for st in stats for s in st.latencies[PUSH]]
-        pull = [s * 1000 for st in stats for s in st.latencies[PULL]]
+        push, pull = self.latency["load"][PUSH], self.latency["load"][PULL]
+        last = self.latency["final syncs"]
         sent = sum(s.visits_transmitted for s in stats)
         answered = sum(s.visits_answered for s in stats)
         statuses: Counter[int] = sum((s.statuses for s in stats), start=Counter())
@@ -200,10 +204,11 @@ class Result:
             f"{sum(s.duplicated for s in stats):,} sent twice",
             f"  5xx:                {during:,} x 503 during the outage; other 5xx: "
             f"{sum(other.values())} {dict(other) if other else ''}".rstrip(),
-            f"  push latency:       p50 {median(push):.0f} ms, p99 {percentile(push, 0.99):.0f} ms"
-            f"   ({len(push):,} answered 200)",
-            f"  pull latency:       p50 {median(pull):.0f} ms, p99 {percentile(pull, 0.99):.0f} ms"
-            f"   ({len(pull):,} pages)",
+            f"  push latency:       {_p50_p99(push)}   ({len(push):,} answered 200 during the "
+            "load)",
+            f"  pull latency:       {_p50_p99(pull)}   ({len(pull):,} pages during the load)",
+            f"  final syncs:        push {_p50_p99(last[PUSH])}; pull {_p50_p99(last[PULL])}"
+            "   (every phone at once)",
             f"  outage:             {self.outage.note}",
             f"  CPU during the load: servers {self.cpu['servers']:.0f} s, phones (this "
             f"process) {self.cpu['phones']:.0f} s, in {self.phases['load']:.0f} s on "
@@ -224,6 +229,12 @@ class Result:
         lines.append(f"server logs: {', '.join(str(p) for p in self.logs)}")
         lines.append(f"targets met: {'yes' if self.met else 'NO'}")
         return lines
+
+
+def _p50_p99(milliseconds: list[float]) -> str:
+    if not milliseconds:
+        return "none"
+    return f"p50 {median(milliseconds):.0f} ms, p99 {percentile(milliseconds, 0.99):.0f} ms"
 
 
 def _phones_off(report: Verification) -> int:
@@ -407,6 +418,7 @@ async def run_soak(options: Options, url: str, postgres: PrivatePostgres | None)
                 )
             await asyncio.gather(*(_work(p, stop_at, options.period) for p in phones))
             cpu = {k: after - cpu_before[k] for k, after in _cpu(servers).items()}
+            marks = [{k: len(p.device.stats.latencies[k]) for k in (PUSH, PULL)} for p in phones]
             phase("load")
             outage = (
                 await outage_task
@@ -417,6 +429,10 @@ async def run_soak(options: Options, url: str, postgres: PrivatePostgres | None)
             # Everyone pulls once more: the last pushes of others came after their sync.
             await asyncio.gather(*(_drain(p) for p in phones))
             phase("final syncs")
+            latency = {
+                "load": _latencies(phones, marks, before=True),
+                "final syncs": _latencies(phones, marks, before=False),
+            }
             stop_sampling.set()
             rss = await sampler
             engine = create_engine(make_settings(url))
@@ -431,7 +447,22 @@ async def run_soak(options: Options, url: str, postgres: PrivatePostgres | None)
     finally:
         for server in servers:
             server.stop()
-    return Result(options, phones, outage, report, rss, phases, cpu, [s.log_path for s in servers])
+    logs = [s.log_path for s in servers]
+    return Result(options, phones, outage, report, rss, phases, cpu, latency, logs)
+
+
+def _latencies(
+    phones: list[Phone], marks: list[dict[str, int]], *, before: bool
+) -> dict[str, list[float]]:
+    """The phones' 200 answers in milliseconds, by kind: those before each phone's mark,
+    or those after it."""
+    result: dict[str, list[float]] = {PUSH: [], PULL: []}
+    for phone, mark in zip(phones, marks, strict=True):
+        for kind, values in result.items():
+            seconds = phone.device.stats.latencies[kind]
+            chosen = seconds[: mark[kind]] if before else seconds[mark[kind] :]
+            values.extend(s * 1000 for s in chosen)
+    return result
 
 
 def _cpu(servers: list[ServerProcess]) -> dict[str, float]:
