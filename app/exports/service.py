@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import uuid
+from binascii import unhexlify
 from collections import Counter, defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -698,10 +699,14 @@ async def _database_csv(
     yield formats.csv_head(columns)
     width = 33  # 32 hex digits and a comma
     async for rows in batches:
-        if leading:
+        if leading == 1:
+            rows = [
+                pseudonym_of_bytes(key, unhexlify(row[:32])).encode() + row[32:] for row in rows
+            ]
+        elif leading:
             rows = [
                 ",".join(
-                    pseudonym_of_bytes(key, bytes.fromhex(row[i * width : i * width + 32].decode()))
+                    pseudonym_of_bytes(key, unhexlify(row[i * width : i * width + 32]))
                     for i in range(leading)
                 ).encode()
                 + row[leading * width - 1 :]
