@@ -377,11 +377,14 @@ async def _inject_outage(
     return outage
 
 
-async def run_soak(options: Options, url: str, postgres: PrivatePostgres | None) -> Result:
+async def run_soak(
+    options: Options, url: str, postgres: PrivatePostgres | None, log_dir: Path | None = None
+) -> Result:
     """The whole soak on a migrated database at `url`; `postgres` is stopped and started
-    for the outage (None: no outage)."""
+    for the outage (None: no outage). The servers' logs go to `log_dir` (a new temporary
+    directory, kept, if None)."""
     accounts = await seed_accounts(url, options.devices)
-    log_dir = Path(tempfile.mkdtemp(prefix="fieldsync-soak-"))
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fieldsync-soak-"))
     # Every phone here comes from 127.0.0.1; in the field each has an address of its own.
     # Sign-ins count against their address until they succeed (app/auth/throttle.py), so
     # 200 at once from one address would be throttled: not what this measures.

@@ -10,6 +10,7 @@ the fold of what was recorded, no phone giving up. The report is printed (see it
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -27,11 +28,11 @@ def soak_database(private_postgres: PrivatePostgres) -> tuple[PrivatePostgres, s
 
 
 async def test_a_30_second_soak_meets_every_target(
-    soak_database: tuple[PrivatePostgres, str],
+    soak_database: tuple[PrivatePostgres, str], tmp_path: Path
 ) -> None:
     postgres, url = soak_database
     options = Options(seconds=SECONDS, devices=200, outage=3.0, rss_every=10.0)
-    result = await run_soak(options, url, postgres)
+    result = await run_soak(options, url, postgres, log_dir=tmp_path)
     printed = "\n".join([*header(options), *result.lines()])
     print(printed)
     assert result.outage.injected, printed
