@@ -26,9 +26,8 @@ A sync every ~20 s from each of 200 phones is far more than a field team makes; 
 two-core machine of bench/README.md a sync every ~10 s saturates the servers (pulls
 queue for the database pool). Accounts get a cheap argon2id hash (1 MiB, one pass; the
 server verifies with the parameters in the hash): this measures sync, not 200
-deliberately slow sign-ins. All phones come from 127.0.0.1, so the servers' per-address
-sign-in limit is raised (FIELDSYNC_LOGIN_MAX_FAILURES_PER_ADDRESS), and each server gets
-a pool of 20 connections (FIELDSYNC_DB_POOL_SIZE).
+deliberately slow sign-ins. Each server gets a pool of 20 connections
+(FIELDSYNC_DB_POOL_SIZE).
 Without initdb (no private PostgreSQL) it runs on the shared server and says the outage
 was not injected.
 
@@ -385,10 +384,7 @@ async def run_soak(
     directory, kept, if None)."""
     accounts = await seed_accounts(url, options.devices)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fieldsync-soak-"))
-    # Every phone here comes from 127.0.0.1; in the field each has an address of its own.
-    # Sign-ins count against their address until they succeed (app/auth/throttle.py), so
-    # 200 at once from one address would be throttled: not what this measures.
-    env = {"FIELDSYNC_LOGIN_MAX_FAILURES_PER_ADDRESS": "100000", "FIELDSYNC_DB_POOL_SIZE": "20"}
+    env = {"FIELDSYNC_DB_POOL_SIZE": "20"}
     servers = [
         ServerProcess(url, workers=1, env=env, log_path=log_dir / f"server-{i + 1}.log")
         for i in range(2)
