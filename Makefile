@@ -39,8 +39,11 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# Tests run in two processes (pytest-xdist): many wait on servers, sleeps and I/O.
+PYTEST_WORKERS ?= 2
+
 test: lint typecheck ## lint, type checks and every test, on SQLite and PostgreSQL
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 openapi: $(VENV)/.installed-dev ## regenerate openapi/openapi.json from the app
 	FIELDSYNC_ENV=development $(BIN)/fieldsync openapi
