@@ -19,6 +19,7 @@ off:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import uuid
@@ -689,7 +690,7 @@ async def _counted(
 
 async def _database_csv(
     columns: Sequence[Column],
-    batches: AsyncIterator[list[bytes]],
+    batches: AsyncGenerator[list[bytes], None],
     leading: int,
     key: bytes,
     progress: Callable[[int], None] | None,
@@ -698,24 +699,29 @@ async def _database_csv(
     CRLF line ends, the `leading` hex ids of each turned into pseudonyms."""
     yield formats.csv_head(columns)
     width = 33  # 32 hex digits and a comma
-    async for rows in batches:
-        if leading == 1:
-            rows = [
-                pseudonym_of_bytes(key, unhexlify(row[:32])).encode() + row[32:] for row in rows
-            ]
-        elif leading:
-            rows = [
-                ",".join(
-                    pseudonym_of_bytes(key, unhexlify(row[i * width : i * width + 32]))
-                    for i in range(leading)
-                ).encode()
-                + row[leading * width - 1 :]
-                for row in rows
-            ]
-        rows.append(b"")
-        yield b"\r\n".join(rows)
-        if progress is not None:
-            progress(len(rows) - 1)
+    # Closed with the stream, however it ends: the copy under it is cancelled before the
+    # session closes (a client gone mid-download leaves no copy running on a connection).
+    async with contextlib.aclosing(batches):
+        async for rows in batches:
+            yield _pseudonymised(rows, leading, key, width)
+            if progress is not None:
+                progress(len(rows))
+
+
+def _pseudonymised(rows: list[bytes], leading: int, key: bytes, width: int) -> bytes:
+    """COPY's rows with CRLF line ends, the `leading` hex ids of each as pseudonyms."""
+    if leading == 1:
+        rows = [pseudonym_of_bytes(key, unhexlify(row[:32])).encode() + row[32:] for row in rows]
+    elif leading:
+        rows = [
+            ",".join(
+                pseudonym_of_bytes(key, unhexlify(row[i * width : i * width + 32]))
+                for i in range(leading)
+            ).encode()
+            + row[leading * width - 1 :]
+            for row in rows
+        ]
+    return b"\r\n".join([*rows, b""])
 
 
 def _file_chunks(
@@ -730,7 +736,9 @@ def _file_chunks(
     return formats.geojson_chunks(columns, rows, lon="_lon", lat="_lat")
 
 
-async def _closing(chunks: AsyncIterator[bytes], session: AsyncSession) -> AsyncIterator[bytes]:
+async def _closing(
+    chunks: AsyncIterator[bytes], session: AsyncSession
+) -> AsyncGenerator[bytes, None]:
     """The chunks; the export's session (and its database cursor) ends with the stream,
     however it ends."""
     try:

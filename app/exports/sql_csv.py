@@ -30,7 +30,8 @@ each as a quoted literal.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, Text, and_, case, cast, func, literal, null, select, true
@@ -214,32 +215,35 @@ def _no_line_break_in_a_field(data: bytes) -> bool:
     return b'"' not in skeleton.replace(b'""', b"")
 
 
-async def csv_rows(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+async def csv_rows(
+    chunks: AsyncGenerator[bytes, None],
+) -> AsyncGenerator[list[bytes], None]:
     """COPY's output as lists of whole rows, without their line ends.
 
     COPY ends a row with LF, and an LF inside a quoted field is data. Where a chunk has
     none of those (the usual case) it is split at every LF. Otherwise a piece between
     two LFs whose quotes are unbalanced ends inside a quoted field, so it is joined to
-    the next.
+    the next. `chunks` is closed with these rows, however they end.
     """
     partial = b""  # after the last LF so far: the start of a row
     carry: list[bytes] = []  # pieces of a row whose quoted field is still open
     open_quote = False
-    async for chunk in chunks:
-        data = partial + chunk if partial else chunk
-        pieces = data.split(b"\n")
-        partial = pieces.pop()
-        if not carry and _no_line_break_in_a_field(data):
-            rows = pieces
-        else:
-            rows = []
-            for piece in pieces:
-                carry.append(piece)
-                open_quote ^= bool(piece.count(b'"') & 1)
-                if not open_quote:
-                    rows.append(b"\n".join(carry))
-                    carry = []
-        if rows:
-            yield rows
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            data = partial + chunk if partial else chunk
+            pieces = data.split(b"\n")
+            partial = pieces.pop()
+            if not carry and _no_line_break_in_a_field(data):
+                rows = pieces
+            else:
+                rows = []
+                for piece in pieces:
+                    carry.append(piece)
+                    open_quote ^= bool(piece.count(b'"') & 1)
+                    if not open_quote:
+                        rows.append(b"\n".join(carry))
+                        carry = []
+            if rows:
+                yield rows
     if partial or carry:
         raise RuntimeError("COPY's output ended inside a row")  # COPY ends rows with LF

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -227,7 +227,7 @@ async def test_filters_give_the_same_rows_on_both_paths(
         assert await database_csv(tricky, settings, kind, False, filters) == python
 
 
-async def _chunked(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
+async def _chunked(data: bytes, cuts: list[int]) -> AsyncGenerator[bytes, None]:
     start = 0
     for cut in [*cuts, len(data)]:
         yield data[start:cut]
@@ -258,21 +258,29 @@ async def test_copy_output_cut_inside_a_row_is_an_error() -> None:
             pass
 
 
-async def test_leaving_a_copy_early_cancels_it_and_drops_its_connection(
-    tricky: async_sessionmaker[AsyncSession],
+async def test_a_download_left_early_cancels_its_copy_before_its_session_closes(
+    tricky: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
+    """A client gone mid-download: the stream (`_closing` over the whole chain, as the
+    router holds it) is closed; by the time that returns, the copy is cancelled and its
+    connection out of the pool, not left to the garbage collector."""
     marker = "fieldsync_copy_left_early"
     query = select(func.generate_series(1, 5_000_000).label(marker))
-    async with tricky() as session:
-        await repository.begin_snapshot(session)
-        chunks = repository.copy_csv(session, query)
-        assert (await anext(chunks)).startswith(b"1\n")
-        await chunks.aclose()
-    async with tricky() as session:
+    engine = tricky.kw["bind"]
+    session = tricky()
+    await repository.begin_snapshot(session)
+    rows = sql_csv.csv_rows(repository.copy_csv(session, query))
+    columns = service._columns(settings, "households", False)[:1]
+    stream = service._closing(service._database_csv(columns, rows, 0, KEY, None), session)
+    assert (await anext(stream)).startswith(b"household")  # the head
+    assert (await anext(stream)).startswith(b"1\r\n2\r\n")  # rows, with CRLF
+    await stream.aclose()
+    assert engine.sync_engine.pool.checkedout() == 0
+    async with tricky() as check:
         still_copying: Sequence[Any] = []
         for _ in range(50):
             still_copying = (
-                await session.execute(
+                await check.execute(
                     text(
                         "SELECT pid FROM pg_stat_activity WHERE query LIKE :q AND state = 'active'"
                         " AND pid <> pg_backend_pid()"
@@ -284,4 +292,4 @@ async def test_leaving_a_copy_early_cancels_it_and_drops_its_connection(
                 break
             await asyncio.sleep(0.1)
         assert still_copying == []
-        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+        assert (await check.execute(text("SELECT 1"))).scalar_one() == 1
