@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 from app.core.types import UTCDateTime, utcnow
@@ -89,9 +89,11 @@ class LoginThrottle(SQLModel, table=True):
 
     `failures` counts a username's attempts let through, or an address's failed ones,
     since the count last started; once it reaches the limit, each one more locks the key
-    until `locked_until`, for twice as long as the time before. `reset_at` is when the key
-    is forgotten, a window after its last attempt or lock; `last_attempt_id` tells an
-    attempt whether it was counted (a locked username refuses it instead).
+    until `locked_until`, at `lock_level` (locks in a row: each twice as long as the one
+    before). `reset_at` is when the count starts again, a window after its last attempt
+    or lock; `locked_until` stays after the lock ends, and `lock_level` counts on from it
+    while it ended less than a day ago. `last_attempt_id` tells an attempt whether it was
+    counted (a locked username refuses it instead).
     """
 
     __tablename__ = "login_throttle"
@@ -105,6 +107,9 @@ class LoginThrottle(SQLModel, table=True):
     scope: str = Field(sa_column=Column(String(16), primary_key=True))
     subject: str = Field(sa_column=Column(String(64), primary_key=True))
     failures: int = Field(default=0, nullable=False)
+    lock_level: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
     locked_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reset_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     last_attempt_id: uuid.UUID

@@ -140,14 +140,12 @@ def _instant(name: str) -> BindParameter[datetime]:
     return bindparam(name, type_=UTCDateTime())
 
 
-def _by_count(
-    count: ColumnElement[int], limit: int, below: ColumnElement[Any], prefix: str, steps: int
-) -> ColumnElement[Any]:
-    """`below` while `count` < `limit`; from the limit on, the parameter `{prefix}{k}` for
-    the (limit + k)-th count, the last one (`steps` - 1) for every count after."""
-    whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [(count < limit, below)]
-    whens += [(count == limit + k, _instant(f"{prefix}{k}")) for k in range(steps - 1)]
-    return case(*whens, else_=_instant(f"{prefix}{steps - 1}"))
+def _by_level(level: ColumnElement[int], prefix: str, steps: int) -> ColumnElement[Any]:
+    """The parameter `{prefix}{k}` for the lock of `level` k + 1, the last one (`steps`
+    - 1) for every level after."""
+    last = _instant(f"{prefix}{steps - 1}")
+    whens = [(level == k + 1, _instant(f"{prefix}{k}")) for k in range(steps - 1)]
+    return case(*whens, else_=last) if whens else last
 
 
 @cache
@@ -156,8 +154,13 @@ def _count_statement(dialect: str, limit: int, steps: int, unless_locked: bool) 
     of lock lengths and kind."""
     table = LoginThrottle.__table__  # type: ignore[attr-defined]
     failures, locked_until, reset_at = table.c.failures, table.c.locked_until, table.c.reset_at
+    lock_level = table.c.lock_level
     now = _instant("now")
     count = case((reset_at <= now, 0), else_=failures) + 1
+    # The level of the key's last lock, if it ended no longer ago than it is remembered.
+    remembered = case((locked_until > _instant("levels_since"), lock_level), else_=0)
+    locks = count >= limit
+    level = remembered + 1
 
     def counted(value: ColumnElement[Any], current: ColumnElement[Any]) -> ColumnElement[Any]:
         """`value`, or, if the key is locked and refuses the attempt, its `current` value."""
@@ -171,6 +174,7 @@ def _count_statement(dialect: str, limit: int, steps: int, unless_locked: bool) 
             scope=bindparam("scope"),
             subject=bindparam("subject"),
             failures=1,
+            lock_level=1 if first_locks else 0,
             locked_until=_instant("lock_0") if first_locks else null(),
             reset_at=_instant("reset_0" if first_locks else "reset_unlocked"),
             last_attempt_id=bindparam("attempt_id", type_=table.c.last_attempt_id.type),
@@ -179,11 +183,16 @@ def _count_statement(dialect: str, limit: int, steps: int, unless_locked: bool) 
             index_elements=[table.c.scope, table.c.subject],
             set_={
                 "failures": counted(count, failures),
+                "lock_level": counted(case((locks, level), else_=lock_level), lock_level),
                 "locked_until": counted(
-                    _by_count(count, limit, null(), "lock_", steps), locked_until
+                    case((locks, _by_level(level, "lock_", steps)), else_=locked_until),
+                    locked_until,
                 ),
                 "reset_at": counted(
-                    _by_count(count, limit, _instant("reset_unlocked"), "reset_", steps),
+                    case(
+                        (locks, _by_level(level, "reset_", steps)),
+                        else_=_instant("reset_unlocked"),
+                    ),
                     reset_at,
                 ),
                 "last_attempt_id": counted(
@@ -207,15 +216,18 @@ async def count_sign_in_attempt(
     locks: Sequence[datetime],
     resets: Sequence[datetime],
     reset_unlocked: datetime,
+    levels_since: datetime,
     unless_locked: bool,
 ) -> ThrottleCount:
     """Count an attempt against a key in one statement, atomic under concurrency (the
     row is locked by `INSERT ... ON CONFLICT DO UPDATE`): a key whose `reset_at` has
     passed starts again at 1; otherwise the count goes up by one. From the `limit`-th
-    count on, each counted attempt locks the key until the next of `locks` (the same
-    `resets` entry gives its `reset_at`). With `unless_locked`, a locked key refuses the
-    attempt instead and stays as it is. `last_attempt_id` is the attempt's id only when
-    it was counted."""
+    count on, each counted attempt locks the key one level higher than its last lock
+    (or at level 1 if that lock ended before `levels_since`), until the entry of `locks`
+    for that level (the last for every level after; the same `resets` entry gives its
+    `reset_at`). With `unless_locked`, a locked key refuses the attempt instead and stays
+    as it is. `last_attempt_id` is the attempt's id only when it was counted. The
+    returned `locked_until` is the key's last lock, which may have ended."""
     dialect = session.get_bind().dialect.name
     statement = _count_statement(dialect, limit, len(locks), unless_locked)
     parameters: dict[str, Any] = {
@@ -224,11 +236,27 @@ async def count_sign_in_attempt(
         "attempt_id": attempt_id,
         "now": now,
         "reset_unlocked": reset_unlocked,
+        "levels_since": levels_since,
     }
     parameters |= {f"lock_{k}": until for k, until in enumerate(locks)}
     parameters |= {f"reset_{k}": until for k, until in enumerate(resets)}
     row = (await session.execute(statement, parameters)).one()
     return ThrottleCount(failures=row[0], locked_until=row[1], last_attempt_id=row[2])
+
+
+async def is_users_phone(session: AsyncSession, username: str, device_id: uuid.UUID) -> bool:
+    """Whether `device_id` is a registered, unrevoked phone of the account `username`
+    (False alike for an unknown username, device, or someone else's device)."""
+    result = await session.execute(
+        select(col(Device.id))
+        .join(User, col(User.id) == Device.owner_id)
+        .where(
+            col(Device.id) == device_id,
+            col(Device.revoked_at).is_(None),
+            col(User.username) == username,
+        )
+    )
+    return result.first() is not None
 
 
 async def forget_sign_in_failures(session: AsyncSession, *, scope: str, subject: str) -> None:
@@ -254,13 +282,20 @@ async def sign_in_locked_until(
     return result.scalar_one_or_none()
 
 
-async def prune_sign_in_failures(session: AsyncSession, now: datetime, batch: int = 1000) -> None:
-    """Delete up to `batch` keys whose `reset_at` has passed. Rows another transaction
+async def prune_sign_in_failures(
+    session: AsyncSession, now: datetime, *, levels_since: datetime, batch: int = 1000
+) -> None:
+    """Delete up to `batch` keys whose `reset_at` has passed and whose last lock, if any,
+    ended before `levels_since` (its level is forgotten). Rows another transaction
     holds are skipped, not waited for: pruning never blocks a sign-in nor deadlocks with
     one (SQLite has no row locks and no FOR UPDATE: it has one writer at a time)."""
+    locked_until = col(LoginThrottle.locked_until)
     expired = (
         select(col(LoginThrottle.scope), col(LoginThrottle.subject))
-        .where(col(LoginThrottle.reset_at) < now)
+        .where(
+            col(LoginThrottle.reset_at) < now,
+            locked_until.is_(None) | (locked_until < levels_since),
+        )
         .limit(batch)
         .with_for_update(skip_locked=True)
     )

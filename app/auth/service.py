@@ -199,7 +199,7 @@ async def authenticate(
                 f"client_id {message}.",
                 errors=[FieldError(field="client_id", code="uuid_parsing", message=message)],
             ) from None
-    attempt = await limiter.begin(username=username, address=address)
+    attempt = await limiter.begin(username=username, address=address, device_id=device_id)
     user = (
         await repository.get_user_by_username(session, username)
         if _could_be_a_username(username)

@@ -12,17 +12,30 @@ username has been counted `limit` times, each attempt let through locks it: for
 `login_lockout_max_seconds`. A sign-in that succeeds clears its username.
 
 A client address is counted only when a sign-in from it fails, in the sign-in's own
-transaction (which a failed sign-in commits), and locks the same way. Its successes are
+transaction (which a failed sign-in commits), and locks the same way. Its key is the
+address for IPv4 (an IPv4-mapped IPv6 address, `::ffff:a.b.c.d`, is its IPv4 address)
+and the /64 network for IPv6 (`2001:db8:1:2::/64`): one IPv6 client holds a whole /64,
+so per-address counting would not hold it at all. Its successes are
 never counted: a field office's phones, behind one address, all sign in at once in the
 morning. Concurrent failures from one address can overshoot its limit by the number
 in flight; its usernames' limits still hold, and the overshoot lengthens its lock.
 
 An attempt on a locked address or username is refused with 429 and `Retry-After`
 before anything else is looked at; it is neither checked nor counted, so it gives
-nothing away (a locked address's attempts do not count against usernames). A key with
-no attempt for `login_failure_window_seconds` after its last lock (or attempt) starts
-again from zero, and its row is deleted (each process looks for such rows at most once
-a minute).
+nothing away (a locked address's attempts do not count against usernames). One
+exception: a phone's sign-in (`client_id`) from a locked address is let through if the
+phone is a registered, unrevoked device of the username signing in (one query whose
+answer is "no" alike for an unknown username, an unknown device and someone else's
+device: the 429 tells nothing); its username is still counted, and if it fails, it
+counts against its address. A field office's or a carrier's shared address, locked by
+typos at a desk or by a stranger, does not lock out the phones that work from it.
+
+A key's count starts again from zero once `login_failure_window_seconds` pass with no
+attempt (after its last lock ends, if it was locked). Its lock level (how many locks in
+a row) is remembered longer, `LOCK_LEVEL_MEMORY` after its last lock ends: the first
+failure over the limit after that locks it for twice as long as its last lock, so
+waiting out the window does not bring back the short locks. A key with neither is
+forgotten and its row deleted (each process looks for such rows at most once a minute).
 
 The refresh endpoint is not throttled: a refresh token is 256 random bits that nobody
 can guess, and presenting a rotated one already revokes its whole family.
@@ -30,6 +43,7 @@ can guess, and presenting a rotated one already revokes its whole family.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import uuid
 from collections.abc import Callable
@@ -48,6 +62,10 @@ USERNAME, ADDRESS = "username", "address"
 SUBJECT_LENGTH = 64
 #: How often a process deletes the rows of forgotten keys (they count as new anyway).
 PRUNE_EVERY = timedelta(minutes=1)
+#: How long after its last lock ends a key's lock level is remembered.
+LOCK_LEVEL_MEMORY = timedelta(hours=24)
+#: The network an IPv6 client is counted by: one client usually holds a whole /64.
+IPV6_PREFIX = 64
 
 
 class SignInThrottled(DomainError):
@@ -71,6 +89,7 @@ class ThrottlePolicy:
     window: timedelta
     first_lock: timedelta
     longest_lock: timedelta
+    level_memory: timedelta = LOCK_LEVEL_MEMORY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ThrottlePolicy:
@@ -101,6 +120,7 @@ class Attempt:
     id: uuid.UUID
     at: datetime
     username: str
+    #: The address's key (`address_key`).
     address: str
     policy: ThrottlePolicy
     failures: dict[str, int] = field(default_factory=dict)
@@ -111,6 +131,22 @@ def _subject(value: str) -> str:
     """A key as its column can hold it: no NUL, no lone surrogate, at most 64 characters."""
     cleaned = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     return cleaned[:SUBJECT_LENGTH]
+
+
+def address_key(address: str) -> str:
+    """The key a client address is counted by: an IPv4 address as it is (an IPv4-mapped
+    IPv6 one unwrapped), an IPv6 address's /64 network (`2001:db8:1:2::/64`), anything
+    else (no peer address: "unknown") as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        network = ipaddress.IPv6Network((ip.packed, IPV6_PREFIX), strict=False)
+        return str(network)
+    return str(ip)
 
 
 def _retry_after(until: datetime, now: datetime) -> int:
@@ -134,13 +170,16 @@ async def _count(
         locks=locks,
         resets=[until + policy.window for until in locks],
         reset_unlocked=now + policy.window,
+        levels_since=now - policy.level_memory,
         unless_locked=unless_locked,
     )
     if counted.last_attempt_id != attempt.id:
         assert counted.locked_until is not None  # only a lock refuses
         return counted.locked_until
     attempt.failures[scope] = counted.failures
-    if counted.locked_until is not None:
+    # A key keeps its last lock's end after it passes (its level is remembered): only a
+    # lock in the future is this attempt's (a locked key is counted only by locking it).
+    if counted.locked_until is not None and counted.locked_until > now:
         attempt.locks[scope] = counted.locked_until
     return None
 
@@ -175,21 +214,32 @@ class LoginLimiter:
         self.clock = clock
         self._pruned_at: datetime | None = None
 
-    async def begin(self, *, username: str, address: str) -> Attempt:
-        """Refuse the attempt (`SignInThrottled`) if its address or its username is
-        locked; else count it against its username and let it through."""
+    async def begin(
+        self, *, username: str, address: str, device_id: uuid.UUID | None = None
+    ) -> Attempt:
+        """Refuse the attempt (`SignInThrottled`) if its username is locked, or its
+        address is unless `device_id` is a registered, unrevoked phone of `username`;
+        else count it against its username and let it through."""
         now = self.clock()
         attempt = Attempt(
             id=uuid.uuid4(),
             at=now,
             username=_subject(username),
-            address=_subject(address),
+            address=_subject(address_key(address)),
             policy=self.policy,
         )
         async with self.sessionmaker() as session, session.begin():
             refused_until = await repository.sign_in_locked_until(
                 session, scope=ADDRESS, subject=attempt.address, now=now
             )
+            # A name cut or cleaned to fit its key is not the one typed: never its phone.
+            if (
+                refused_until is not None
+                and device_id is not None
+                and attempt.username == username
+                and await repository.is_users_phone(session, username, device_id)
+            ):
+                refused_until = None
             if refused_until is None:
                 refused_until = await _count(
                     session, attempt, USERNAME, attempt.username, unless_locked=True
@@ -198,7 +248,9 @@ class LoginLimiter:
             # transaction that holds a lock.
             if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
                 self._pruned_at = now
-                await repository.prune_sign_in_failures(session, now)
+                await repository.prune_sign_in_failures(
+                    session, now, levels_since=now - self.policy.level_memory
+                )
         if refused_until is not None:
             raise SignInThrottled(_retry_after(refused_until, now))
         return attempt
