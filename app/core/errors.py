@@ -21,7 +21,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.logs import REQUEST_ID, describe_exception, route_template
 
@@ -250,7 +252,28 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(500, "An internal error occurred.", instance=request.url.path)
 
 
+class ClientGoneMiddleware:
+    """A client that hangs up before its answer is whole (a phone losing signal
+    mid-download) is normal on field links, not a server error: starlette's
+    `ClientDisconnect` ends the request here, logged at INFO, with nothing more sent to
+    a client that is gone, instead of reaching the 500 handler (`_unexpected_error`) and
+    uvicorn's "Exception in ASGI application". Installed inside ServerErrorMiddleware,
+    which would run the 500 handler for it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            if scope["type"] != "http":
+                raise
+            logger.info("client went away during %s %s", scope["method"], route_template(scope))
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_middleware(ClientGoneMiddleware)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

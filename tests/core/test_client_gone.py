@@ -1,0 +1,85 @@
+"""A client that hangs up (starlette's `ClientDisconnect`) before or during its answer is
+logged at INFO, never as an unhandled error: no 500 handler, nothing raised to uvicorn
+(which would log "Exception in ASGI application")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
+
+BEFORE = "/test/gone-before-the-answer"
+DURING = "/test/gone-during-the-download"
+
+
+def _add_routes(app: FastAPI) -> None:
+    async def gone_before() -> None:
+        raise ClientDisconnect
+
+    async def rows() -> AsyncIterator[bytes]:
+        yield b"id,decision\n"
+        raise ClientDisconnect
+
+    async def gone_during() -> StreamingResponse:
+        return StreamingResponse(rows(), media_type="text/csv")
+
+    app.add_api_route(BEFORE, gone_before)
+    app.add_api_route(DURING, gone_during)
+
+
+async def _get(app: FastAPI, path: str) -> list[Message]:
+    """GET `path` straight through the ASGI app, as uvicorn would; the messages it sent."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"fieldsync.test")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("fieldsync.test", 80),
+    }
+    requested = False
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the socket stays quiet
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)
+    return sent
+
+
+@pytest.mark.parametrize("path", [BEFORE, DURING])
+async def test_a_client_that_hangs_up_is_logged_at_info_not_as_an_error(
+    app: FastAPI, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _add_routes(app)
+    caplog.set_level(logging.INFO)
+    sent = await _get(app, path)  # raises if the disconnect reaches uvicorn
+
+    statuses = [m["status"] for m in sent if m["type"] == "http.response.start"]
+    assert statuses == ([] if path == BEFORE else [200]), sent
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not errors, [(r.name, r.levelname, r.getMessage()) for r in errors]
+    gone = [r for r in caplog.records if r.name == "fieldsync.errors"]
+    assert [(r.levelname, r.getMessage()) for r in gone] == [
+        ("INFO", f"client went away during GET {path}")
+    ]
