@@ -29,6 +29,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+import orjson
 
 from app.core.migrations import upgrade_to_head
 from tests.conftest import TEST_SECRET_KEY
@@ -41,6 +42,11 @@ BIND_ATTEMPTS = 3
 #: What uvicorn logs (at info level, as `fieldsync serve` runs it) when a worker is ready.
 WORKER_STARTED = "Application startup complete"
 WORKER_PID = re.compile(r"Started server process \[(\d+)\]")
+#: The line `ServerProcess` writes to the log before each start (the only line not JSON:
+#: `fieldsync serve` logs everything, uvicorn's startup lines too, as JSON lines).
+START_MARKER = "--- starting: "
+#: A log line at one of these levels fails `assert_clean_log`.
+BAD_LEVELS = frozenset({"ERROR", "CRITICAL"})
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -53,6 +59,35 @@ def cpu_seconds(pid: int) -> float | None:
     # are the 14th and 15th fields of the whole line.
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_problems(log: str) -> list[str]:
+    """The lines of a server log that a healthy run never writes: ERROR or CRITICAL lines,
+    lines that carry an exception, and lines that are not JSON (a traceback printed
+    around the JSON formatter), apart from `ServerProcess`'s own start markers."""
+    problems = []
+    for line in log.splitlines():
+        if not line.strip() or line.startswith(START_MARKER):
+            continue
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            problems.append(line)
+            continue
+        if not isinstance(entry, dict) or entry.get("level") in BAD_LEVELS or "exception" in entry:
+            problems.append(line)
+    return problems
+
+
+def assert_clean_log(log: str, context: str = "") -> None:
+    """Fail, quoting the offending lines, if the log holds any of `log_problems`."""
+    problems = log_problems(log)
+    shown = "\n".join(problems[:20])
+    more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    assert not problems, (
+        f"the server log holds {len(problems)} error, exception or non-JSON line(s) "
+        f"{context}:\n{shown}{more}"
+    )
 
 
 class ServerStartError(RuntimeError):
