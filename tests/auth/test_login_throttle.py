@@ -29,12 +29,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.auth.models import LoginThrottle, Role, User
-from app.auth.throttle import ThrottlePolicy
+from app.auth.throttle import ThrottlePolicy, address_key
 from app.core import security
 from app.core.config import Environment, Settings
 from app.main import create_app
 from tests.conftest import make_settings
-from tests.factories import PASSWORD, assert_problem, audit_events, make_user, read_fresh
+from tests.factories import (
+    PASSWORD,
+    assert_problem,
+    audit_events,
+    make_device,
+    make_user,
+    read_fresh,
+)
 
 BAD_CREDENTIALS = "Incorrect username or password."
 WRONG_PASSWORD = "not the password"
@@ -60,9 +67,9 @@ def cheap_unknown_username_check(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(security, "_DUMMY_HASH", CHEAP.hash("dummy"))
 
 
-async def make_account(session: AsyncSession) -> User:
-    """A supervisor whose password (PASSWORD) is cheap to check."""
-    user = await make_user(session, Role.supervisor)
+async def make_account(session: AsyncSession, role: Role = Role.supervisor) -> User:
+    """A supervisor (or `role`) whose password (PASSWORD) is cheap to check."""
+    user = await make_user(session, role)
     user.password_hash = CHEAP.hash(PASSWORD)
     await session.commit()
     return user
@@ -106,8 +113,11 @@ async def attempt(
     username: str,
     password: str = WRONG_PASSWORD,
     headers: dict[str, str] | None = None,
+    client_id: uuid.UUID | None = None,
 ) -> httpx.Response:
     form = {"username": username, "password": password, "grant_type": "password"}
+    if client_id is not None:
+        form["client_id"] = str(client_id)
     return await client.post("/api/v1/auth/token", data=form, headers=headers)
 
 
@@ -178,6 +188,7 @@ async def test_an_address_is_locked_after_its_limit_whatever_the_usernames(
         assert_problem(await attempt(office, username), 401, BAD_CREDENTIALS)
 
     another = await make_account(session)
+    # A desk sign-in (no client_id) is refused, even with the right password (unchecked).
     assert_throttled(await attempt(office, another.username, PASSWORD), 10)
     # The username itself is not locked: from elsewhere it signs in.
     response = await attempt(from_address("198.51.100.8"), another.username, PASSWORD)
@@ -188,6 +199,107 @@ async def test_an_address_is_locked_after_its_limit_whatever_the_usernames(
     assert lockout.actor_username == "nobody-2"
     assert lockout.after is not None
     assert (lockout.after["scope"], lockout.after["failures"]) == ("address", 3)
+
+
+async def test_a_registered_phone_of_the_username_is_not_refused_by_its_address_lock(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    """A carrier's or a field office's shared address, locked by someone's typos: its
+    phones still sign in. An unknown phone, someone else's, a revoked one, and any phone
+    with an unknown username are refused alike; the phone's own failures still count for
+    the address, and its username's limit still holds."""
+    worker = await make_account(session, Role.field_worker)
+    colleague = await make_account(session, Role.field_worker)
+    phone, colleagues_phone = (
+        await make_device(session, worker),
+        await make_device(session, colleague),
+    )
+    revoked = await make_device(session, worker)
+    revoked.revoked_at = clock.now
+    await session.commit()
+    carrier = from_address("198.51.100.30")
+    for n in range(3):
+        assert_problem(await attempt(carrier, f"nobody-{n}"), 401, BAD_CREDENTIALS)
+
+    ok = await attempt(carrier, worker.username, PASSWORD, client_id=phone.id)
+    assert ok.status_code == 200, ok.text
+    for client_id in (uuid.uuid4(), colleagues_phone.id, revoked.id, None):
+        assert_throttled(await attempt(carrier, worker.username, PASSWORD, client_id=client_id), 10)
+    # An unknown username gets the very answer an unknown phone of a known one gets.
+    unknown_user = await attempt(carrier, f"nobody-{uuid.uuid4().hex[:8]}", client_id=phone.id)
+    unknown_phone = await attempt(carrier, worker.username, client_id=uuid.uuid4())
+    assert _answer(unknown_user) == _answer(unknown_phone)
+
+    # Let through, the phone's failure counts for the address (a longer lock) ...
+    assert_problem(await attempt(carrier, worker.username, client_id=phone.id), 401)
+    rows = await read_fresh(session, select(LoginThrottle))
+    assert {(r.scope, r.subject): r.failures for r in rows} == {
+        ("address", "198.51.100.30"): 4,
+        ("username", worker.username): 1,
+        **{("username", f"nobody-{n}"): 1 for n in range(3)},
+    }
+    assert_throttled(await attempt(carrier, colleague.username, PASSWORD), 20)
+    # ... and its username's limit (2) holds: a second failure locks it, phone or not.
+    assert_problem(await attempt(carrier, worker.username, client_id=phone.id), 401)
+    assert_throttled(await attempt(carrier, worker.username, PASSWORD, client_id=phone.id), 10)
+
+
+async def test_ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_ones_as_ipv4(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    user = await make_account(session)
+    # One client's /64: a new address for each attempt changes nothing.
+    for n in range(3):
+        client = from_address(f"2001:db8:1:2:{n:x}::{n + 1:x}")
+        assert_problem(await attempt(client, f"nobody-{n}"), 401)
+    assert_throttled(await attempt(from_address("2001:db8:1:2:ffff::9"), user.username), 10)
+    # The next /64 is another client.
+    response = await attempt(from_address("2001:db8:1:3::1"), user.username, PASSWORD)
+    assert response.status_code == 200, response.text
+
+    # An IPv4 client seen through an IPv6 socket is the same IPv4 client.
+    for n, address in enumerate(("::ffff:192.0.2.77", "192.0.2.77", "::ffff:c000:24d")):
+        assert_problem(await attempt(from_address(address), f"somebody-{n}"), 401)
+    assert_throttled(await attempt(from_address("192.0.2.77"), user.username), 10)
+
+    by_address = select(LoginThrottle).where(col(LoginThrottle.scope) == "address")
+    rows = await read_fresh(session, by_address)
+    assert {r.subject: r.failures for r in rows} == {"2001:db8:1:2::/64": 3, "192.0.2.77": 3}
+
+
+def test_address_keys() -> None:
+    assert address_key("2001:DB8:0:0:1::5") == "2001:db8::/64"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
+    assert address_key("::ffff:10.1.2.3") == "10.1.2.3"
+    assert address_key("::1") == "::/64"
+    assert address_key("203.0.113.5") == "203.0.113.5"
+    assert address_key("unknown") == "unknown"  # no peer address (ASGI without a client)
+
+
+async def test_waiting_out_the_window_does_not_bring_back_the_short_locks(
+    session: AsyncSession, clock: FakeClock, from_address: Callable[..., httpx.AsyncClient]
+) -> None:
+    """The count starts again a window (60 s) after a lock ends, but the lock level is
+    remembered for a day: each time the limit is reached again, the lock doubles."""
+    user = await make_account(session)
+    addresses = (f"192.0.2.{n}" for n in range(10, 100))  # one each: only the username counts
+
+    async def lock_after_the_limit() -> int:
+        for _ in range(2):
+            assert_problem(await attempt(from_address(next(addresses)), user.username), 401)
+        response = await attempt(from_address(next(addresses)), user.username, PASSWORD)
+        assert response.status_code == 429, response.text
+        return int(response.headers["retry-after"])
+
+    waits = []
+    for wait_after in (61, 61, 24 * 3600 + 1):
+        waits.append(await lock_after_the_limit())
+        clock.advance(waits[-1] + wait_after)  # the lock, then past the window (or a day)
+    waits.append(await lock_after_the_limit())
+
+    assert waits == [10, 20, 25, 10]  # a day after the last lock, its level is forgotten
+    rows = await read_fresh(session, select(LoginThrottle))
+    assert [(r.scope, r.lock_level) for r in rows if r.scope == "username"] == [("username", 1)]
 
 
 async def test_each_further_failure_doubles_the_lock_up_to_the_longest(
