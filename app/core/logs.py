@@ -9,7 +9,9 @@ What never reaches a log line: request bodies, query strings, headers (so no
 `Authorization`) and exception messages, which can quote the values of a failed statement
 (names, phone numbers). An exception is logged as its type and its stack (file, line and
 function of each frame). Bearer tokens and JWTs that a message might still quote are
-masked as a last line of defence.
+masked as a last line of defence. asyncio's own messages ("Task exception was never
+retrieved", "Exception in callback ...") append the repr of the exception and of the task
+on lines of their own: only their first line is kept, without the exception's text.
 """
 
 from __future__ import annotations
@@ -125,23 +127,38 @@ def _time(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+def _asyncio_message(message: str, exc: BaseException | None) -> str:
+    """The first line of a message of the `asyncio` logger, with the exception's text
+    (which the lines after it repeat, and which can quote a statement's values) cut out."""
+    line = message.split("\n", 1)[0]
+    if exc is not None:
+        for text in (repr(exc), str(exc)):
+            if text:
+                line = line.replace(text, f"<{_qualified_name(type(exc))}>")
+    return line
+
+
 class JsonFormatter(logging.Formatter):
     """A log record as one line of JSON (see the module's docstring for what it holds)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_info[1] if record.exc_info else None
+        message = record.getMessage()
+        if record.name == "asyncio" or record.name.startswith("asyncio."):
+            message = _asyncio_message(message, exc)
         entry: dict[str, Any] = {
             "time": _time(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": redact(message),
             "request_id": getattr(record, "request_id", None) or REQUEST_ID.get(),
             "pid": record.process,
         }
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRIBUTES and key not in entry:
                 entry[key] = redact(value) if isinstance(value, str) else value
-        if record.exc_info and record.exc_info[1] is not None:
-            entry["exception"] = describe_exception(record.exc_info[1])
+        if exc is not None:
+            entry["exception"] = describe_exception(exc)
         return orjson.dumps(entry, default=str).decode()
 
 

@@ -7,6 +7,8 @@ tests/ops/test_observability_processes.py.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import json
 import logging
@@ -197,3 +199,46 @@ async def test_a_500_logs_the_exception_type_and_request_id_not_its_message(
     assert errors[0]["message"] == "unhandled ValueError on POST /test-explode/{household_id}"
     access = captured_log.access()[-1]
     assert (access["status"], access["request_id"]) == (500, "trace-500")
+
+
+def test_asyncio_messages_keep_their_first_line_without_the_exceptions_text() -> None:
+    """asyncio logs a task's unretrieved exception with its repr in the message itself
+    (`future: <Task ... exception=ValueError('...')>`): only the first line is kept."""
+    detail = f"DETAIL: Key (phone)=({SECRETS['phone']}) already exists."
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign, assignment]
+    asyncio_logger = logging.getLogger("asyncio")
+    asyncio_logger.addHandler(handler)
+
+    async def fail() -> None:
+        raise ValueError(detail)
+
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(fail())
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert task.done()
+        del task  # never retrieved: asyncio logs it when the task is collected
+        gc.collect()
+    finally:
+        loop.close()
+        asyncio_logger.removeHandler(handler)
+
+    assert records, "asyncio logged nothing for the unretrieved task exception"
+    assert detail in records[0].getMessage()  # what asyncio itself puts in the message
+    lines = [JsonFormatter().format(record) for record in records]
+    entry = json.loads(lines[0])
+    assert entry["message"] == "Task exception was never retrieved"
+    assert entry["exception"]["type"] == "ValueError"
+    assert not [line for line in lines if SECRETS["phone"] in line], lines
+
+    # An exception quoted on the first line is cut out too.
+    record = logging.LogRecord(
+        "asyncio", logging.ERROR, __file__, 1, "Exception in callback %r\nmore", (detail,), None
+    )
+    error = ValueError(detail)
+    record.exc_info = (ValueError, error, None)
+    line = JsonFormatter().format(record)
+    assert json.loads(line)["message"] == "Exception in callback '<ValueError>'"
+    assert SECRETS["phone"] not in line
