@@ -52,8 +52,10 @@ devices_router = APIRouter()
     "get the same answer. After 5 failed sign-ins for one username (whether it exists or "
     "not) or 20 from one address, within 15 minutes, the next attempt is refused with 429 "
     "until `Retry-After` seconds have passed: 30 seconds at first, twice as long after each "
-    "further failure, at most an hour (the server's defaults). A successful sign-in clears "
-    "its username's count.",
+    "further failure, at most an hour (the server's defaults), and a lock within a day of the "
+    "last one is twice as long again. A successful sign-in clears its username's count. An "
+    "IPv6 address is counted by its /64 network. A phone's sign-in whose `client_id` is a "
+    "registered device of that username is not refused by its address's lock.",
 )
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
