@@ -8,7 +8,8 @@ like any HTTP error, and should anything swallow it, the response is still the 4
 
 Each path may have its own limit (`path_limits`): a push may send up to
 FIELDSYNC_BATCH_MAX_BYTES, and keeps its own check of the body after decompression
-(app/core/body.py).
+(app/core/body.py). A push refused here counts as a refused batch
+(`fieldsync_push_batches_total{outcome="refused"}`): the push's own code never sees it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import problem_response
+from app.core.metrics import count_push_refused
 
 
 def _detail(limit: int) -> str:
@@ -58,6 +60,7 @@ class BodySizeLimitMiddleware:
         limit = self.path_limits.get(_route_path(scope), self.max_bytes)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
+            count_push_refused(_route_path(scope), "refused")
             await problem_response(413, _detail(limit), instance=_route_path(scope))(
                 scope, receive, send
             )
@@ -74,6 +77,8 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    if not exceeded:  # a pushed batch refused whole: counted once
+                        count_push_refused(_route_path(scope), "refused")
                     exceeded = True
                     raise BodyTooLarge(limit)
             return message

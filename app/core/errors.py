@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.core import metrics
 from app.core.logs import REQUEST_ID, describe_exception, route_template
 
 PROBLEM_JSON = "application/problem+json"
@@ -230,6 +231,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         return await _unexpected_error(request, exc)
     cause = type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__
     logger.warning("database unavailable: %s", cause)
+    metrics.count_push_refused(route_template(request.scope), "retry")
     return problem_response(
         503,
         "The database is unavailable; nothing was stored. Retry later.",

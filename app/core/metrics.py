@@ -96,6 +96,17 @@ for _kind in ("household", "settlement"):
 
 _PENDING = "fieldsync.metrics.pending"
 
+#: The push's route. A batch refused before the push's own code could count it, a 413 from
+#: the body-size limit (app/core/body_limit.py) or a 503 from the database
+#: (app/core/errors.py), is counted by whoever refused it, through `count_push_refused`.
+PUSH_ROUTE: Final = "/api/v1/sync/push"
+
+
+def count_push_refused(route: str, outcome: str) -> None:
+    """Count a batch refused whole as `outcome` if `route` is the push's route."""
+    if route == PUSH_ROUTE:
+        PUSH_BATCHES.labels(outcome=outcome).inc()
+
 
 def count_after_commit(session: AsyncSession, counter: Counter, amount: float = 1) -> None:
     """Add `amount` to `counter` once the session's transaction commits; never if it rolls

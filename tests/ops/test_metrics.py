@@ -8,7 +8,9 @@ tests/ops/test_observability_processes.py.
 
 from __future__ import annotations
 
+import socket
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role
 from app.core import metrics
+from app.core.config import Settings
 from app.core.logs import UNMATCHED
 from app.main import create_app
 from app.settlements import service as settlements
@@ -291,3 +294,47 @@ async def test_the_metrics_page_comes_without_the_database() -> None:
     samples = parse(response.text)
     assert ("fieldsync_push_batches_total", frozenset({("outcome", "accepted")})) in samples
     assert not any(name == "fieldsync_pending_visits" for name, _ in samples)
+
+
+async def test_pushes_refused_by_the_body_limit_or_a_lost_database_are_counted(
+    client: httpx.AsyncClient, session: AsyncSession, settings: Settings
+) -> None:
+    """A 413 from the body-size limit (declared or counted as it comes) and a 503 from the
+    database are refused before the push's own code runs: they count all the same."""
+    assert PUSH_ROUTE == metrics.PUSH_ROUTE
+    await make_settlement(session, SETTLEMENT)
+    phone = await make_phone(client, session, settlements=[SETTLEMENT])
+    before = await scrape(client)
+    too_large = b" " * (settings.batch_max_bytes + 1)
+
+    declared = await client.post(PUSH_ROUTE, content=too_large, headers=phone.headers)
+    assert_problem(declared, 413)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as read
+        for start in range(0, len(too_large), 1 << 20):
+            yield too_large[start : start + (1 << 20)]
+
+    chunked = await client.post(PUSH_ROUTE, content=chunks(), headers=phone.headers)
+    assert "content-length" not in chunked.request.headers
+    assert_problem(chunked, 413)
+
+    # The same app on a database nothing listens on: the phone's token checks out, reading
+    # its account fails.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lost = create_app(make_settings(f"postgresql+asyncpg://fieldsync@127.0.0.1:{port}/gone"))
+    transport = httpx.ASGITransport(app=lost, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as down:
+            answer = await down.post(PUSH_ROUTE, json=phone.batch(), headers=phone.headers)
+            assert_problem(answer, 503)
+            assert (await down.get("/api/v1/auth/me", headers=phone.headers)).status_code == 503
+    finally:
+        await lost.state.engine.dispose()
+
+    after = await scrape(client)
+    batches = "fieldsync_push_batches_total"
+    assert moved(before, after, batches, outcome="refused") == 2
+    assert moved(before, after, batches, outcome="retry") == 1  # not the other route's 503
+    assert moved(before, after, batches, outcome="accepted") == 0
