@@ -129,8 +129,13 @@ class World:
 
 @pytest.fixture(scope="module")
 async def fuzz_app(database_url: str) -> AsyncIterator[FastAPI]:
-    """One app and one world per backend for the whole module: a world costs sign-ins."""
-    application = create_app(make_settings(database_url))
+    """One app and one world per backend for the whole module: a world costs sign-ins.
+
+    Every call comes from 127.0.0.1: at the default per-address limit, 20 generated
+    failed sign-ins would lock the address and a long run would mostly test the 429. The
+    address limit is raised to its maximum; the per-username one stays (the fuzzer still
+    meets a locked username)."""
+    application = create_app(make_settings(database_url, login_max_failures_per_address=100_000))
     engine = application.state.engine
     try:
         yield application
