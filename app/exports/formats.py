@@ -255,24 +255,26 @@ async def _stream(encoder: _Encoder, rows: Rows) -> AsyncIterator[bytes]:
 # CSV
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: What a spreadsheet may take for the start of a formula: a text cell starting so gets a
+#: leading `'` (sql_csv.py applies the same rule in SQL).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _guarded(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+def guarded(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _csv_any(value: Any) -> Any:
     if value is None:
         return None  # the csv module writes None as an empty field
     text = _plain_text(value)
-    return text if _is_number(value) else _guarded(text)
+    return text if _is_number(value) else guarded(text)
 
 
 def _csv_list(value: Any) -> Any:
     if type(value) is list:
         try:
-            return _guarded(" ".join(value))
+            return guarded(" ".join(value))
         except TypeError:  # not only strings
             pass
     return _csv_any(value)
@@ -297,7 +299,7 @@ _CSV_INLINE: dict[str, _Inline] = {
     "bool": _Inline("bool", "True", "('true' if v else 'false')"),
 }
 _CSV_NAMESPACE: dict[str, Any] = {
-    "FORMULA": _FORMULA_STARTS,
+    "FORMULA": FORMULA_STARTS,
     "isfinite": math.isfinite,
     "date": date,
     "datetime": datetime,

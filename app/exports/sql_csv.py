@@ -38,10 +38,9 @@ from sqlalchemy import Select, Text, and_, case, cast, func, literal, null, sele
 from sqlalchemy.dialects.postgresql import aggregate_order_by, array
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.exports.formats import Column
+from app.exports.formats import FORMULA_STARTS, Column, guarded
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-#: What `_FORMULA_STARTS` matches at the start of a text, as a regular expression.
+#: What `FORMULA_STARTS` matches at the start of a text, as a regular expression.
 _FORMULA_START_PATTERN = "^([-=+@\t\r])"
 
 Cell = ColumnElement[Any]
@@ -49,12 +48,12 @@ Cell = ColumnElement[Any]
 
 def constant(value: str) -> Cell:
     """A fixed text cell, guarded in Python by the same rule as `text`."""
-    guarded = "'" + value if value.startswith(_FORMULA_STARTS) else value
-    return literal(guarded, Text) if guarded else null()
+    cell = guarded(value)
+    return literal(cell, Text) if cell else null()
 
 
-#: The code points of `_FORMULA_STARTS` (`ascii()` gives a text's first one).
-_FORMULA_CODES = [ord(start) for start in _FORMULA_STARTS]
+#: The code points of `FORMULA_STARTS` (`ascii()` gives a text's first one).
+_FORMULA_CODES = [ord(start) for start in FORMULA_STARTS]
 
 
 def text(value: Any) -> Cell:
