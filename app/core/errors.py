@@ -25,7 +25,6 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core import metrics
 from app.core.logs import REQUEST_ID, describe_exception, route_template
 
 PROBLEM_JSON = "application/problem+json"
@@ -231,6 +230,11 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
         return await _unexpected_error(request, exc)
     cause = type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__
     logger.warning("database unavailable: %s", cause)
+    # Imported here, not with this module: the command line imports this module, and
+    # prometheus-client must not be imported before `serve` chooses its metrics
+    # directory (app/core/metrics.py, "Worker processes").
+    from app.core import metrics
+
     metrics.count_push_refused(route_template(request.scope), "retry")
     return problem_response(
         503,
