@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, select
+from sqlalchemy import Select, and_, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
@@ -267,6 +268,53 @@ def settlements_query(
         .where(*conditions)
         .order_by(_s.pcode)
     )
+
+
+async def settlement_counts(
+    session: AsyncSession, households: Select[Any], decisions: Sequence[str]
+) -> dict[str, Counter[str]]:
+    """Per settlement, over the rows of `households` (a `households_query`), in two
+    grouped queries: `households`; `visited`; `decision_<d>` for each of `decisions`, and
+    `decision_no_decision` for none; `people`, `elderly`, `children` and `disabled` (the
+    sums of the household sizes); and `reason_<r>` and `need_<n>`, the households that
+    name each reason and need."""
+    h = households.order_by(None).subquery()
+    undecided = or_(h.c.decision.is_(None), h.c.decision.in_(["", "no_decision"]))
+    sums = {
+        "people": h.c.members,
+        "elderly": h.c.members_elderly,
+        "children": h.c.members_children,
+        "disabled": h.c.members_disabled,
+    }
+    totals = select(
+        h.c.settlement_pcode,
+        func.count().label("households"),
+        func.count(h.c.last_visit_at).label("visited"),
+        *(func.count().filter(h.c.decision == d).label(f"decision_{d}") for d in decisions),
+        func.count().filter(undecided).label("decision_no_decision"),
+        *(func.coalesce(func.sum(column), 0).label(name) for name, column in sums.items()),
+    ).group_by(h.c.settlement_pcode)
+    counts: dict[str, Counter[str]] = {}
+    for row in (await session.execute(totals)).mappings():
+        counts[row["settlement_pcode"]] = Counter(
+            {name: int(value) for name, value in row.items() if name != "settlement_pcode"}
+        )
+    json_items = (
+        func.jsonb_array_elements_text
+        if session.get_bind().dialect.name == "postgresql"
+        else func.json_each
+    )
+    for prefix, column in (("reason", h.c.reasons), ("need", h.c.needs)):
+        items = json_items(column).table_valued("value")
+        naming = (
+            select(h.c.settlement_pcode, items.c.value, func.count(func.distinct(h.c.id)))
+            .select_from(h)
+            .join(items, true())
+            .group_by(h.c.settlement_pcode, items.c.value)
+        )
+        for pcode, value, households_naming in await session.execute(naming):
+            counts[pcode][f"{prefix}_{value}"] = int(households_naming)
+    return counts
 
 
 async def count(session: AsyncSession, query: Select[Any]) -> int:

@@ -24,8 +24,8 @@ import hashlib
 import hmac
 import uuid
 from binascii import unhexlify
-from collections import Counter, defaultdict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -428,29 +428,6 @@ def summary_columns() -> list[Column]:
     ]
 
 
-def tally(rows: Iterable[Mapping[str, Any]]) -> dict[str, Counter[str]]:
-    """Counts per settlement from household rows."""
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in rows:
-        add_to_tally(counts, row)
-    return counts
-
-
-def add_to_tally(counts: dict[str, Counter[str]], row: Mapping[str, Any]) -> None:
-    count = counts[row["settlement_pcode"]]
-    count["households"] += 1
-    count["visited"] += row["last_visit_at"] is not None
-    count[f"decision_{row['decision'] or 'no_decision'}"] += 1
-    count["people"] += row["members"] or 0
-    count["elderly"] += row["members_elderly"] or 0
-    count["children"] += row["members_children"] or 0
-    count["disabled"] += row["members_disabled"] or 0
-    for reason in set(row["reasons"] or []):
-        count[f"reason_{reason}"] += 1
-    for need in set(row["needs"] or []):
-        count[f"need_{need}"] += 1
-
-
 #: Cells of a row that add up to another cell of it: hiding one of them alone would not
 #: hide it, since the total minus the visible ones gives it back.
 PARTITIONS = (("households", tuple(f"decision_{d}" for d in DECISION_CELLS)),)
@@ -658,10 +635,8 @@ async def _rows(
         async for row in repository.stream(session, query):
             yield plan.shape(row)
     else:
-        counts: dict[str, Counter[str]] = defaultdict(Counter)
         households = repository.households_query(session, scope, filters, consenting_only=False)
-        async for row in repository.stream(session, households):
-            add_to_tally(counts, row)
+        counts = await repository.settlement_counts(session, households, DECISION_CELLS[:-1])
         centroids = await repository.centroids(session, scope, k)
         async for row in repository.stream(session, query):
             cells = summary_cells(counts.get(row["settlement_pcode"]))
