@@ -65,9 +65,14 @@ def _casefold(value: str | None) -> str | None:
     return value.casefold() if isinstance(value, str) else value
 
 
+def is_postgresql(session: AsyncSession) -> bool:
+    """Whether the session talks to PostgreSQL (else SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def casefolded(session: AsyncSession, column: ColumnElement[Any]) -> ColumnElement[Any]:
     """The column in lower case, whatever its alphabet, on either database."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return func.lower(column)
     return func.casefold(column)
 
@@ -139,7 +144,7 @@ def one_of(
     """`column IN (values)`. On PostgreSQL `column = ANY(:array)`: one bound array, so the
     statement compiles once, instead of one parameter per value compiled on every call."""
     items = list(values)
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return column == any_(bindparam(None, items, type_=ARRAY(column.type)))
     return column.in_(items)
 
@@ -148,7 +153,7 @@ def insert_ignoring_duplicates(
     session: AsyncSession, table: Table, *conflict_columns: str
 ) -> Insert:
     """`INSERT ... ON CONFLICT (columns) DO NOTHING` for the session's database."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return pg_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
     return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
@@ -172,7 +177,7 @@ async def insert_missing(
     if not rows:
         return set()
     ordered = sorted(rows, key=lambda r: r["id"])
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return await _insert_unnest(session, table, ordered, conflict_columns, returning)
     # An executemany takes its columns from the first row: give every row every column,
     # or a column only some rows give would be dropped or demanded of all.

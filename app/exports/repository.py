@@ -19,7 +19,7 @@ from sqlalchemy import Select, and_, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
-from app.core.db import one_of
+from app.core.db import is_postgresql, one_of
 from app.households.models import Household
 from app.settlements.models import Settlement
 from app.visits.models import Visit, replaced_by_correction
@@ -299,11 +299,7 @@ async def settlement_counts(
         counts[row["settlement_pcode"]] = Counter(
             {name: int(value) for name, value in row.items() if name != "settlement_pcode"}
         )
-    json_items = (
-        func.jsonb_array_elements_text
-        if session.get_bind().dialect.name == "postgresql"
-        else func.json_each
-    )
+    json_items = func.jsonb_array_elements_text if is_postgresql(session) else func.json_each
     for prefix, column in (("reason", h.c.reasons), ("need", h.c.needs)):
         items = json_items(column).table_valued("value")
         naming = (
@@ -375,10 +371,6 @@ async def copy_csv(session: AsyncSession, query: Select[Any]) -> AsyncGenerator[
             await connection.invalidate()
 
 
-def is_postgresql(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 async def begin_snapshot(session: AsyncSession) -> None:
     """Make every read of this session see one snapshot.
 
@@ -386,7 +378,7 @@ async def begin_snapshot(session: AsyncSession) -> None:
     each statement would see the data as it is then; an explicit BEGIN makes the first
     read's snapshot hold until the session ends (WAL mode: writers are not blocked).
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         connection = await session.connection(
             execution_options={"isolation_level": "REPEATABLE READ"}
         )

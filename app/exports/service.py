@@ -37,6 +37,7 @@ from app.audit import service as audit
 from app.auth.models import Role
 from app.auth.service import Principal
 from app.core.config import Settings
+from app.core.db import is_postgresql
 from app.core.errors import FieldError, Forbidden, Invalid
 from app.exports import formats, repository, sql_csv
 from app.exports.formats import Column
@@ -549,7 +550,7 @@ async def open_export(
         total = await repository.count(session, query)
         await _record(sessionmaker, principal, kind, file_format, filters, protected, total)
         columns = _columns(settings, kind, protected)
-        if file_format == "csv" and kind != "settlements" and repository.is_postgresql(session):
+        if file_format == "csv" and kind != "settlements" and is_postgresql(session):
             lines, leading = csv_lines_query(settings, kind, query, protected)
             copied = sql_csv.csv_rows(repository.copy_csv(session, lines))
             chunks = _database_csv(columns, copied, leading, key, progress)
@@ -673,18 +674,22 @@ async def _database_csv(
     """The CSV from the rows COPY wrote (`csv_lines_query`): the head, then the rows with
     CRLF line ends, the `leading` hex ids of each turned into pseudonyms."""
     yield formats.csv_head(columns)
-    width = 33  # 32 hex digits and a comma
     # Closed with the stream, however it ends: the copy under it is cancelled before the
     # session closes (a client gone mid-download leaves no copy running on a connection).
     async with contextlib.aclosing(batches):
         async for rows in batches:
-            yield _pseudonymised(rows, leading, key, width)
+            yield _pseudonymised(rows, leading, key)
             if progress is not None:
                 progress(len(rows))
 
 
-def _pseudonymised(rows: list[bytes], leading: int, key: bytes, width: int) -> bytes:
+#: A leading id in a COPY row: 32 hex digits and a comma.
+_ID_WIDTH = 33
+
+
+def _pseudonymised(rows: list[bytes], leading: int, key: bytes) -> bytes:
     """COPY's rows with CRLF line ends, the `leading` hex ids of each as pseudonyms."""
+    width = _ID_WIDTH
     if leading == 1:
         rows = [pseudonym_of_bytes(key, unhexlify(row[:32])).encode() + row[32:] for row in rows]
     elif leading:

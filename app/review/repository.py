@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import User
 from app.conflicts.models import Conflict
-from app.core.db import AnyRow, casefolded, one_of
+from app.core.db import AnyRow, casefolded, is_postgresql, one_of
 from app.core.types import utcnow
 from app.households.models import Household, HouseholdEdit
 from app.settlements.models import SettlementAssignment
@@ -51,7 +51,7 @@ def _in_scope(session: AsyncSession, column: Any, scope: frozenset[str] | None) 
 
 def _contains(session: AsyncSession, column: Any, code: str) -> ColumnElement[bool]:
     """A JSON list column holds `code`."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return column.op("@>")(func.jsonb_build_array(code))  # type: ignore[no-any-return]
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == code))

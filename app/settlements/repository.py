@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.conflicts.models import Conflict
-from app.core.db import one_of
+from app.core.db import is_postgresql, one_of
 from app.households.models import Household
 from app.settlements.models import Settlement, SettlementAssignment
 
@@ -171,7 +171,7 @@ async def household_tallies(
 def _elements(session: AsyncSession, column: Any) -> TableValuedAlias:
     """The text elements of a JSON list column, as a table with one `value` column: JSONB
     on PostgreSQL, JSON text on SQLite. Joined to its row's table, one row per element."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return func.jsonb_array_elements_text(column).table_valued("value").render_derived()
     return func.json_each(column).table_valued("value")
 
