@@ -293,3 +293,15 @@ async def test_a_download_left_early_cancels_its_copy_before_its_session_closes(
             await asyncio.sleep(0.1)
         assert still_copying == []
         assert (await check.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+def test_pseudonyms_written_in_a_batch_are_the_pseudonyms_written_one_by_one() -> None:
+    """The batch writer (COPY's ids, as hex) gives `pseudonym` of each id, whatever the
+    batch's size; 2,000 ids give every value of the 25th character's 5 bits."""
+    ids = [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1), *(uuid.uuid4() for _ in range(2000))]
+    expected = [service.pseudonym(KEY, id_).encode() for id_ in ids]
+    assert service.pseudonyms_of_hex(KEY, [id_.hex.encode() for id_ in ids]) == expected
+    assert {name[-1] for name in expected} == set(b"abcdefghijklmnopqrstuvwxyz234567")
+    for id_, name in zip(ids[:3], expected[:3], strict=True):
+        assert service.pseudonyms_of_hex(KEY, [id_.hex.encode()]) == [name]
+    assert service.pseudonyms_of_hex(KEY, []) == []
