@@ -14,7 +14,7 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import API_PREFIX, TAGS, mount_routers
@@ -28,6 +28,7 @@ from app.core.errors import PROBLEM_JSON, install_error_handlers
 from app.core.headers import docs_page_csp, install_security_headers
 from app.core.openapi import add_component_schemas
 from app.core.telemetry import install_telemetry
+from app.exports.formats import MEDIA_TYPES
 from app.sync.schemas import PushRequest
 
 DESCRIPTION = """
@@ -153,7 +154,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker, ThrottlePolicy.from_settings(settings)
     )
     install_error_handlers(app)
-    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=1024,
+        compresslevel=5,
+        # An XLSX file is a zip: gzip would spend the CPU and save nothing.
+        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, MEDIA_TYPES["xlsx"]),
+    )
     _install_guards(app, settings)
     # Around everything else (installed last): its latency and access log cover every
     # layer, and every response, a 500 too, carries the request id.

@@ -452,3 +452,20 @@ def test_hidden_cells_of_a_partition_never_sum_to_less_than_2k() -> None:
         5,
     )  # fmt: skip
     assert out["decision_undecided"] is None  # 10 - 8 = 2 would make both hidden ones 1
+
+
+async def test_xlsx_is_not_gzipped_on_the_wire_and_csv_is(seeded: Seeded) -> None:
+    """XLSX is a zip already: asked with `Accept-Encoding: gzip`, it is sent as it is
+    (gzip would cost CPU and save nothing), while text formats are compressed."""
+    responses = {
+        file_format: await seeded.client.get(
+            "/api/v1/exports/households",
+            params={"format": file_format},
+            headers={**bearer(seeded.supervisor), "accept-encoding": "gzip"},
+        )
+        for file_format in ("xlsx", "csv")
+    }
+    assert [r.status_code for r in responses.values()] == [200, 200]
+    assert "content-encoding" not in responses["xlsx"].headers
+    assert responses["csv"].headers["content-encoding"] == "gzip"
+    assert zipfile.ZipFile(io.BytesIO(responses["xlsx"].content)).testzip() is None
