@@ -17,7 +17,11 @@ the server's resident memory (sampled every 50 ms) over its level just before th
 request. Every download is read back once the clock stops (CSV and JSON Lines row by
 row, GeoJSON whole, XLSX unzipped with its rows counted) and its rows counted against
 `X-Export-Rows`, so a broken export cannot look fast.
-Each is repeated and the median quoted.
+Each is repeated and the median quoted. Then, in the same run, the COPY statements
+behind the household and visit CSVs are run with no server at all, to a client that
+throws the bytes away: what the database alone writes on this machine, and the share of
+it each CSV export reaches over HTTP (a figure that does not depend on the machine as
+the rows a second do).
 
 Targets: CSV >= 100,000 rows/s; first byte < 1 s; RSS growth < 100 MB whatever the row
 count.
@@ -46,8 +50,12 @@ from typing import IO, Any
 import asyncpg
 import httpx
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from app.core.config import Settings
 from app.core.security import hash_password
+from app.exports import repository, service
+from app.exports.repository import Filters
 from app.settlements.service import BUNDLED_SETTLEMENTS, parse_settlements_csv
 from app.visits import codes
 from bench.common import (
@@ -501,6 +509,42 @@ async def export_once(
     )
 
 
+#: What the statements of `database_alone` are built with: the server's defaults (the
+#: key signs nothing there).
+SETTINGS = Settings(env="development")
+
+
+async def database_alone(url: str, kind: str) -> tuple[int, float]:
+    """The rows and seconds of the COPY behind a CSV export, with no server: the same
+    statement the server runs for the supervisor (sql_csv.py), in a REPEATABLE READ
+    transaction, to an asyncpg client that throws the bytes away. What the database
+    alone can write on this machine, against which the export is measured."""
+    path, _, variant = kind.partition("+")
+    protected = bool(variant)
+    engine = create_async_engine(url)
+    try:
+        async with AsyncSession(engine) as session:
+            await repository.begin_snapshot(session)
+            query_of = repository.visits_query if path == "visits" else repository.households_query
+            query = query_of(session, None, Filters(), consenting_only=protected)
+            lines, _ = service.csv_lines_query(SETTINGS, path, query, protected)
+            connection = await session.connection()
+            sql = str(
+                lines.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+            )
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+
+            async def discard(chunk: bytes) -> None:
+                pass
+
+            started = time.perf_counter()
+            status = await driver.copy_from_query(sql, output=discard, format="csv")
+            return int(status.split()[-1]), time.perf_counter() - started
+    finally:
+        await engine.dispose()
+
+
 async def sign_in_supervisor(client: httpx.AsyncClient) -> str:
     """A supervisor signs in from a desk: no device id."""
     response = await client.post(
@@ -587,6 +631,12 @@ async def run(args: argparse.Namespace, url: str) -> int:
                 if runs:
                     results[(kind, file_format, encoding)] = runs
 
+    alone: dict[str, float] = {}  # rows/s of the database alone, by kind
+    if "csv" in args.formats:
+        for kind in ("households", "households+protected", "visits"):
+            copies = [await database_alone(url, kind) for _ in range(args.repeats)]
+            alone[kind] = median([rows / seconds for rows, seconds in copies])
+
     print()
     print(HEADER)
     for (kind, file_format, encoding), runs in results.items():
@@ -613,6 +663,21 @@ async def run(args: argparse.Namespace, url: str) -> int:
         f"{k} {f}{'' if e == 'gzip' else ' plain'}": max(r.growth for r in runs)
         for (k, f, e), runs in results.items()
     }
+    if alone:
+        print()
+        print(
+            "the database alone: the same COPY statements to a client that throws the bytes "
+            "away (no server, no HTTP, no gzip), medians in this run; 'share' is the export's "
+            "rows/s over it"
+        )
+        for kind, rate in alone.items():
+            shares = ", ".join(
+                f"{'gzip' if encoding == 'gzip' else 'plain'} {rate_of / rate:.2f}"
+                for name, rate_of in csv_rates.items()
+                for encoding in ["identity" if name.endswith(" plain") else "gzip"]
+                if name.removesuffix(" plain") == kind
+            )
+            print(f"  {kind + ' csv':<26}{rate:>10,.0f} rows/s   share: {shares}")
     print()
     print("targets:")
     slowest_csv = min(csv_rates, key=lambda k: csv_rates[k]) if csv_rates else "-"
