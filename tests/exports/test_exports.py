@@ -19,13 +19,16 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from geojson_pydantic import Feature, FeatureCollection, Point
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.auth.models import Role
 from app.auth.service import Principal
 from app.exports import repository
 from app.exports.repository import Filters
 from app.exports.service import open_export, suppress
+from app.visits.models import Visit
 from tests.factories import (
     assert_problem,
     audit_events,
@@ -359,6 +362,26 @@ async def test_as_of_gives_the_state_the_server_knew_then(seeded: Seeded) -> Non
     assert [e["field"] for e in assert_problem(naive, 422)["errors"]] == ["as_of"]
 
 
+async def test_as_of_counts_only_the_corrections_the_server_had_then(seeded: Seeded) -> None:
+    """A correction received after `as_of` does not yet replace the visit it corrects."""
+    household_id = seeded.consenting[1]
+    leaving = visit(household_id, decision="leave", reasons=[], visited_at=now())
+    await push(seeded.client, seeded.worker, seeded.worker.batch(visits=[leaving]))
+    between = now()
+    correction = visit(
+        household_id, visited_at=now() - timedelta(minutes=1), corrects=leaving["id"]
+    )
+    await push(seeded.client, seeded.worker, seeded.worker.batch(visits=[correction]))
+
+    async def decision(**params: Any) -> str:
+        response = await seeded.export(seeded.supervisor, "households", "csv", **params)
+        [row] = [r for r in _records("csv", response.content) if r["household"] == household_id]
+        return str(row["decision"])
+
+    assert await decision(as_of=between.isoformat()) == "leave"
+    assert await decision() == correction["decision"] == "stay"
+
+
 async def test_visit_level_export_for_supervisors(seeded: Seeded) -> None:
     response = await seeded.export(seeded.supervisor, "visits", "csv")
     records = _records("csv", response.content)
@@ -469,3 +492,47 @@ async def test_xlsx_is_not_gzipped_on_the_wire_and_csv_is(seeded: Seeded) -> Non
     assert "content-encoding" not in responses["xlsx"].headers
     assert responses["csv"].headers["content-encoding"] == "gzip"
     assert zipfile.ZipFile(io.BytesIO(responses["xlsx"].content)).testzip() is None
+
+
+@pytest.mark.parametrize("file_format", ["csv", "jsonl"])
+async def test_a_visit_export_says_which_visits_count_in_the_fold(
+    seeded: Seeded, session: AsyncSession, file_format: str
+) -> None:
+    """`counts` is false for a visit replaced by a correction of its household that is
+    not rejected, and for a rejected visit; true for the rest. (CSV is written by the
+    database on PostgreSQL, JSON Lines by Python.)"""
+    worker = seeded.worker
+    mine, other = household(), household()
+    wrong = visit(mine["id"], decision="leave", reasons=[], visited_at=now() - timedelta(hours=3))
+    fixed = visit(mine["id"], visited_at=now() - timedelta(hours=2), corrects=wrong["id"])
+    kept = visit(mine["id"], visited_at=now() - timedelta(hours=1))
+    undone = visit(mine["id"], visited_at=now(), corrects=kept["id"])  # rejected below
+    target = visit(other["id"], decision="leave", reasons=[])
+    stray = visit(mine["id"], corrects=target["id"])  # names another household's visit
+    batch = worker.batch(households=[mine, other], visits=[wrong, fixed, kept, undone, stray])
+    assert "rejected" not in (await push(seeded.client, worker, batch)).statuses()
+    assert (await push(seeded.client, worker, worker.batch(visits=[target]))).statuses() == [
+        "applied"
+    ]
+    await session.execute(
+        update(Visit)
+        .where(col(Visit.id) == uuid.UUID(undone["id"]))
+        .values(review_state="rejected")
+    )
+    await session.commit()
+
+    response = await seeded.export(seeded.supervisor, "visits", file_format)
+    assert response.status_code == 200, response.text
+    counts = {
+        str(row["visit"]): str(row["counts"]).lower() == "true"
+        for row in _records(file_format, response.content)
+    }
+    expected = {
+        wrong["id"]: False,
+        fixed["id"]: True,
+        kept["id"]: True,
+        undone["id"]: False,
+        target["id"]: True,
+        stray["id"]: True,
+    }
+    assert {id_: counts[id_] for id_ in expected} == expected
