@@ -22,7 +22,7 @@ from app.auth.models import User
 from app.core.db import is_postgresql, one_of
 from app.households.models import Household
 from app.settlements.models import Settlement
-from app.visits.models import Visit, replaced_by_correction_of_many
+from app.visits.models import Visit, replaced_by_correction
 
 _h = Household.__table__.c  # type: ignore[attr-defined]
 _v = Visit.__table__.c  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ STATE_COLUMNS = (
 def _visits_known_by(as_of: datetime) -> Any:
     """Visits the server had received by `as_of` that still count: not rejected, and not
     replaced by a correction it had received by then."""
-    replaced = replaced_by_correction_of_many(received_by=as_of)
+    replaced = replaced_by_correction(received_by=as_of)
     return and_(_v.received_at <= as_of, _v.review_state != "rejected", ~replaced)
 
 
@@ -212,8 +212,9 @@ def visits_query(
 ) -> Select[Any]:
     """One row per stored visit of a known household, with its settlement and worker; by
     household, then time (the order of an index: a million visits need no sort before the
-    first row). `as_of` keeps the visits received by then."""
-    replaced = replaced_by_correction_of_many()
+    first row). `as_of` keeps the visits received by then, and whether each counts in
+    the fold is as the corrections received by then had it."""
+    replaced = replaced_by_correction(received_by=filters.as_of)
     conditions = [*_where_settlement(session, scope, filters), *_in_days(_v.visited_at, filters)]
     if filters.decision is not None:
         conditions.append(_v.decision == filters.decision)

@@ -14,9 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     exists,
-    select,
     text,
-    tuple_,
 )
 from sqlmodel import Field, SQLModel
 
@@ -108,16 +106,3 @@ def replaced_by_correction(*, received_by: datetime | None = None) -> ColumnElem
     if received_by is not None:
         conditions.append(correcting.c.received_at <= received_by)
     return exists().where(*conditions)
-
-
-def replaced_by_correction_of_many(*, received_by: datetime | None = None) -> ColumnElement[bool]:
-    """`replaced_by_correction` for a query over many visits (an export): the visits
-    named by corrections, as one set the database builds once and looks each visit up
-    in, where the EXISTS form would search an index once a visit."""
-    visit = Visit.__table__  # type: ignore[attr-defined]
-    correcting = visit.alias("correcting")
-    conditions = [correcting.c.corrects.is_not(None), correcting.c.review_state != "rejected"]
-    if received_by is not None:
-        conditions.append(correcting.c.received_at <= received_by)
-    named = select(correcting.c.corrects, correcting.c.household_id).where(*conditions)
-    return tuple_(visit.c.id, visit.c.household_id).in_(named)

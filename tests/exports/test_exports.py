@@ -381,6 +381,17 @@ async def test_as_of_counts_only_the_corrections_the_server_had_then(seeded: See
     assert await decision(as_of=between.isoformat()) == "leave"
     assert await decision() == correction["decision"] == "stay"
 
+    async def counts(**params: Any) -> dict[str, bool]:
+        response = await seeded.export(seeded.supervisor, "visits", "csv", **params)
+        return {
+            str(row["visit"]): row["counts"] == "true"
+            for row in _records("csv", response.content)
+            if row["visit"] in (leaving["id"], correction["id"])
+        }
+
+    assert await counts(as_of=between.isoformat()) == {leaving["id"]: True}
+    assert await counts() == {leaving["id"]: False, correction["id"]: True}
+
 
 async def test_visit_level_export_for_supervisors(seeded: Seeded) -> None:
     response = await seeded.export(seeded.supervisor, "visits", "csv")
@@ -489,6 +500,7 @@ async def test_xlsx_is_not_gzipped_on_the_wire_and_csv_is(seeded: Seeded) -> Non
         for file_format in ("xlsx", "csv")
     }
     assert [r.status_code for r in responses.values()] == [200, 200]
+    assert len(responses["xlsx"].content) > 1024  # over GZipMiddleware's minimum_size
     assert "content-encoding" not in responses["xlsx"].headers
     assert responses["csv"].headers["content-encoding"] == "gzip"
     assert zipfile.ZipFile(io.BytesIO(responses["xlsx"].content)).testzip() is None
