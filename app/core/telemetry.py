@@ -31,6 +31,12 @@ access_logger = logging.getLogger("fieldsync.access")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+#: The status logged and counted for a request that ended with no answer and no error:
+#: the client hung up first (ClientGoneMiddleware), as a phone losing signal does. Not a
+#: server error; nginx's code for it.
+CLIENT_GONE = 499
+
+
 def _status_class(status: int) -> str:
     return f"{status // 100}xx"
 
@@ -58,16 +64,20 @@ class TelemetryMiddleware:
         REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500  # until a response starts: an exception here becomes a 500
+        responded = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
+                responded = True
                 status = int(message["status"])
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+            if not responded:
+                status = CLIENT_GONE
         finally:
             seconds = time.perf_counter() - started
             method = scope["method"] if scope["method"] in METHODS else "OTHER"

@@ -83,3 +83,8 @@ async def test_a_client_that_hangs_up_is_logged_at_info_not_as_an_error(
     assert [(r.levelname, r.getMessage()) for r in gone] == [
         ("INFO", f"client went away during GET {path}")
     ]
+    # The access line: 499 (client closed the request) when no answer began, not a 500
+    # that would page someone each time a phone loses signal; the download's own status
+    # when it was cut off midway.
+    [access] = [r for r in caplog.records if r.name == "fieldsync.access"]
+    assert access.getMessage() == f"GET {path} {499 if path == BEFORE else 200}"
