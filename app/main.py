@@ -20,6 +20,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.api import API_PREFIX, TAGS, mount_routers
 from app.auth.throttle import LoginLimiter, ThrottlePolicy
 from app.core import metrics
+from app.core.body_encoding import RequestDecompressionMiddleware
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.cors import install_cors
@@ -111,12 +112,16 @@ def _mount_docs(app: FastAPI) -> None:
 
 
 def _install_guards(app: FastAPI, settings: Settings) -> None:
-    """Body-size limits, CORS and proxy headers (each added outside the one before), and
-    security headers around the whole stack."""
+    """gzip request bodies, body-size limits, CORS and proxy headers (each added outside
+    the one before), and security headers around the whole stack."""
+    push = f"{API_PREFIX}/sync/push"  # reads and inflates its body itself
+    app.add_middleware(
+        RequestDecompressionMiddleware, max_bytes=settings.max_body_bytes, own_paths=[push]
+    )
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
-        path_limits={f"{API_PREFIX}/sync/push": settings.batch_max_bytes},
+        path_limits={push: settings.batch_max_bytes},
     )
     install_cors(app, settings.cors_allowed_origins)
     if settings.trusted_proxies:

@@ -64,7 +64,8 @@ async def test_a_body_unparseable_or_too_large_gets_a_status_its_operation_decla
     """Found by OpenAPI fuzzing: a JSON body that is not UTF-8, or a form without its
     multipart boundary, is a 400 before anything else runs; and a body over
     FIELDSYNC_MAX_BODY_BYTES is a 413 on every endpoint. The operations that take a body
-    declared neither."""
+    declared neither. A body in an encoding other than gzip is a 415, and one that says
+    gzip but is not, a 400 (app/core/body_encoding.py)."""
     settings = make_settings("sqlite+aiosqlite:///:memory:")
     app = create_app(settings)
     schema = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
@@ -88,8 +89,16 @@ async def test_a_body_unparseable_or_too_large_gets_a_status_its_operation_decla
                     method, url, content=too_large, headers={"content-type": media_type}
                 )
                 assert_problem(response, 413)
+                for encoding, status in (("br", 415), ("gzip", 400)):  # b"x..." is no gzip
+                    response = await client.request(
+                        method,
+                        url,
+                        content=b"x" * 100,
+                        headers={"content-type": media_type, "content-encoding": encoding},
+                    )
+                    assert_problem(response, status)
                 declared = operation["responses"]
-                assert {"400", "413"} <= set(declared), (operation["operationId"], declared)
+                assert {"400", "413", "415"} <= set(declared), (operation["operationId"], declared)
                 checked.append(operation["operationId"])
     await app.state.engine.dispose()
     assert {

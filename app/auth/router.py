@@ -23,7 +23,7 @@ devices_router = APIRouter()
     operation_id="auth:token",
     summary="Sign in",
     response_model=TokenPair,
-    responses=errors(400, 401, 413, 422, 429),
+    responses=errors(400, 401, 413, 415, 422, 429),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -80,7 +80,7 @@ async def token(
     operation_id="auth:refresh",
     summary="Renew tokens",
     response_model=TokenPair,
-    responses=errors(400, 401, 413, 422),
+    responses=errors(400, 401, 413, 415, 422),
     description="Trade a refresh token for a new access token and a new refresh token. Each "
     "refresh token works once: presenting one a second time signs out every token "
     "descended from the same sign-in.",
@@ -119,7 +119,7 @@ async def list_devices(_: Admin, session: SessionDep) -> list[DevicePublic]:
     operation_id="devices:revoke",
     summary="Revoke a lost or stolen phone",
     response_model=DevicePublic,
-    responses=errors(400, 401, 403, 404, 413, 422),
+    responses=errors(400, 401, 403, 404, 413, 415, 422),
     description="Stop a phone from syncing at once: its next call is refused, and its "
     "refresh token no longer works. Give the reason; it goes to the audit log.",
 )

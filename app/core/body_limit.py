@@ -37,7 +37,7 @@ class BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail=_detail(limit))
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
@@ -57,11 +57,11 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.path_limits.get(_route_path(scope), self.max_bytes)
+        limit = self.path_limits.get(route_path(scope), self.max_bytes)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            count_push_refused(_route_path(scope), "refused")
-            await problem_response(413, _detail(limit), instance=_route_path(scope))(
+            count_push_refused(route_path(scope), "refused")
+            await problem_response(413, _detail(limit), instance=route_path(scope))(
                 scope, receive, send
             )
             return
@@ -78,7 +78,7 @@ class BodySizeLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > limit:
                     if not exceeded:  # a pushed batch refused whole: counted once
-                        count_push_refused(_route_path(scope), "refused")
+                        count_push_refused(route_path(scope), "refused")
                     exceeded = True
                     raise BodyTooLarge(limit)
             return message
@@ -92,7 +92,7 @@ class BodySizeLimitMiddleware:
                 if exceeded and message["status"] != 413:
                     # The app answered something else to a body it could not read whole.
                     replaced = True
-                    await problem_response(413, _detail(limit), instance=_route_path(scope))(
+                    await problem_response(413, _detail(limit), instance=route_path(scope))(
                         scope, receive, send
                     )
                     return
@@ -103,6 +103,6 @@ class BodySizeLimitMiddleware:
         except BodyTooLarge:
             if response_started:
                 raise
-            await problem_response(413, _detail(limit), instance=_route_path(scope))(
+            await problem_response(413, _detail(limit), instance=route_path(scope))(
                 scope, receive, send
             )

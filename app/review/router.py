@@ -103,7 +103,7 @@ async def duplicates(
     operation_id="households:merge",
     summary="Merge a duplicate household into this one",
     response_model=MergeOut,
-    responses=errors(400, 401, 403, 404, 409, 413, 422, 503),
+    responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
     description="This household stays; the duplicate's visits and conflicts move to it and "
     "its state is worked out again from all of them. Phones drop the duplicate on their next "
     "pull, and whatever a phone still sends about the duplicate lands here. Merging the same "
@@ -251,7 +251,7 @@ async def list_pending_visits(
     operation_id="review:review_visit",
     summary="Approve, flag or reject a visit",
     response_model=ReviewedVisit,
-    responses=errors(400, 401, 403, 404, 413, 422, 503),
+    responses=errors(400, 401, 403, 404, 413, 415, 422, 503),
     description="`approved`: checked and right. `flagged`: needs another look. `rejected`: "
     "wrong; it stops counting, the household's state is worked out again without it, and "
     "phones get the new state on their next pull. Setting another state on a rejected "
@@ -321,7 +321,7 @@ async def get_conflict(
     operation_id="conflicts:resolve",
     summary="Resolve a conflict: choose a candidate or enter the value",
     response_model=ConflictOut,
-    responses=errors(400, 401, 403, 404, 409, 413, 422, 503),
+    responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
     description="Send `candidate_id` to choose one of the candidates, or `value` to enter "
     "the right value, and a `note` saying why. The household takes the value now and phones "
     "get it on their next pull; a visit made after your decision still counts over it. Send "
