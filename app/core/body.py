@@ -10,6 +10,7 @@ import zlib
 
 from fastapi import Request
 
+from app.core.body_encoding import AFTER_THE_STREAM
 from app.core.errors import MalformedBody, PayloadTooLarge, UnsupportedEncoding
 
 
@@ -61,4 +62,6 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         parts.append(tail)
         if not inflater.eof:
             raise MalformedBody("The gzip body is truncated.")
+        if inflater.unused_data:  # a second member, or junk: refused, not dropped unread
+            raise MalformedBody(AFTER_THE_STREAM)
     return b"".join(parts)

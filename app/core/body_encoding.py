@@ -6,7 +6,8 @@ A pure ASGI middleware, inside the body-size limit (which counts the bytes as se
 body sent with `Content-Encoding: gzip` is read whole, inflated to at most the limit
 (a gzip bomb is a 413 after inflating no more than that) and handed on as a plain body,
 with `Content-Encoding` gone and `Content-Length` its inflated size. Other encodings
-are a 415, a body that is not gzip a 400; all problem+json. Paths in `own_paths` read
+are a 415, a body that is not one whole gzip stream a 400; all problem+json. A request
+with no body is passed on whatever it says. Paths in `own_paths` read
 their body themselves (a push inflates within its own limit: app/core/body.py) and are
 passed through untouched.
 """
@@ -20,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.body_limit import route_path
-from app.core.errors import problem_response
+from app.core.errors import log_client_gone, problem_response
 
 IDENTITY = "identity"
 GZIP = frozenset({"gzip", "x-gzip"})
@@ -34,7 +35,9 @@ class _Refused(Exception):
 
 
 def inflate(body: bytes, max_bytes: int) -> bytes:
-    """A gzip body inflated, refusing (413) to inflate past `max_bytes`."""
+    """A gzip body inflated, refusing (413) to inflate past `max_bytes`, and (400) a
+    body that is not one whole gzip stream: truncated, or with more after its end (a
+    second gzip member, or junk), which would otherwise be dropped unread."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(body, max_bytes + 1)
@@ -46,7 +49,13 @@ def inflate(body: bytes, max_bytes: int) -> bytes:
         raise _Refused(413, f"The body inflates past the limit of {max_bytes} bytes.")
     if not inflater.eof:
         raise _Refused(400, "The gzip body is truncated.")
+    if inflater.unused_data:
+        raise _Refused(400, AFTER_THE_STREAM)
     return out
+
+
+#: A body with bytes after its gzip stream: refused rather than cut short.
+AFTER_THE_STREAM = "The body holds data after its gzip stream; send one gzip member."
 
 
 class RequestDecompressionMiddleware:
@@ -61,8 +70,10 @@ class RequestDecompressionMiddleware:
         if scope["type"] != "http" or route_path(scope) in self.own_paths:
             await self.app(scope, receive, send)
             return
-        encoding = Headers(scope=scope).get("content-encoding", IDENTITY).strip().lower()
-        if encoding == IDENTITY:
+        headers = Headers(scope=scope)
+        encoding = ", ".join(headers.getlist("content-encoding")).strip().lower() or IDENTITY
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        if encoding == IDENTITY or not has_body:
             await self.app(scope, receive, send)
             return
         try:
@@ -72,19 +83,19 @@ class RequestDecompressionMiddleware:
                 )
             body = await _read_all(receive)
             if body is None:
-                return  # the client hung up mid-body: no one to answer
+                log_client_gone(scope)  # mid-body: no one to answer
+                return
             plain = inflate(body, self.max_bytes) if body else b""
         except _Refused as refused:
             response = problem_response(refused.status, refused.detail, instance=route_path(scope))
             await response(scope, receive, send)
             return
 
-        headers = [
+        scope["headers"] = [  # in place: the layers outside read the route from scope
             (name, value)
             for name, value in scope["headers"]
-            if name.lower() not in (b"content-encoding", b"content-length")
-        ]
-        headers.append((b"content-length", str(len(plain)).encode()))
+            if name.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")
+        ] + [(b"content-length", str(len(plain)).encode())]
         delivered = False
 
         async def receive_plain() -> Message:
@@ -94,7 +105,7 @@ class RequestDecompressionMiddleware:
                 return {"type": "http.request", "body": plain, "more_body": False}
             return await receive()  # what comes after the body: a disconnect
 
-        await self.app({**scope, "headers": headers}, receive_plain, send)
+        await self.app(scope, receive_plain, send)
 
 
 async def _read_all(receive: Receive) -> bytes | None:

@@ -275,7 +275,18 @@ class ClientGoneMiddleware:
         except ClientDisconnect:
             if scope["type"] != "http":
                 raise
-            logger.info("client went away during %s %s", scope["method"], route_template(scope))
+            log_client_gone(scope)
+
+
+#: Set in an HTTP scope whose client hung up before its answer was whole.
+CLIENT_GONE = "fieldsync.client_gone"
+
+
+def log_client_gone(scope: Scope) -> None:
+    """Note in `scope` and in the log (INFO) that the client went away: for the access
+    log (app/core/telemetry.py), not an error."""
+    scope[CLIENT_GONE] = True
+    logger.info("client went away during %s %s", scope["method"], route_template(scope))
 
 
 def install_error_handlers(app: FastAPI) -> None:

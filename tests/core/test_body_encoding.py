@@ -7,6 +7,7 @@ inflating at most the body limit, a body that is not gzip a 400, another encodin
 from __future__ import annotations
 
 import gzip
+import logging
 import uuid
 from urllib.parse import urlencode
 
@@ -19,7 +20,7 @@ from sqlmodel import col
 from starlette.types import Message, Receive, Scope, Send
 
 from app.auth.models import Role
-from app.core.body_encoding import RequestDecompressionMiddleware
+from app.core.body_encoding import AFTER_THE_STREAM, RequestDecompressionMiddleware
 from app.core.config import Settings
 from app.visits.models import Visit
 from tests.conftest import make_settings
@@ -89,6 +90,13 @@ async def test_a_gzip_bomb_is_413_and_a_broken_gzip_400(client: httpx.AsyncClien
         "/api/v1/auth/refresh", content=truncated, headers={**GZIP, **JSON}
     )
     assert_problem(response, 400, "The gzip body is truncated.")
+    for tail in (gzip.compress(b'"}'), b"junk"):  # more after the stream: not dropped
+        response = await client.post(
+            "/api/v1/auth/refresh",
+            content=gzip.compress(b'{"refresh_token": "abc') + tail,
+            headers={**GZIP, **JSON},
+        )
+        assert_problem(response, 400, AFTER_THE_STREAM)
     response = await client.post(
         "/api/v1/auth/refresh", content=b"{}", headers={"content-encoding": "deflate", **JSON}
     )
@@ -163,3 +171,23 @@ async def test_the_push_path_and_a_client_gone_mid_body_are_left_alone() -> None
         [{"type": "http.request", "body": compressed[:5], "more_body": True}],
     )
     assert gone == []  # nothing sent to a client that is gone, and nothing raised
+
+
+async def test_a_request_without_a_body_is_passed_on_whatever_its_encoding(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/v1/codes", headers={"content-encoding": "br"})
+    assert response.status_code == 200, response.text
+
+
+async def test_the_access_log_names_the_route_of_a_gzip_request(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fieldsync.access")
+    await client.post(
+        "/api/v1/auth/refresh",
+        content=gzip.compress(b'{"refresh_token": "not-a-token"}'),
+        headers={**GZIP, **JSON},
+    )
+    [access] = [r for r in caplog.records if r.name == "fieldsync.access"]
+    assert access.getMessage() == "POST /api/v1/auth/refresh 401"

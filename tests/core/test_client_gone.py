@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
 BEFORE = "/test/gone-before-the-answer"
 DURING = "/test/gone-during-the-download"
@@ -88,3 +88,19 @@ async def test_a_client_that_hangs_up_is_logged_at_info_not_as_an_error(
     # when it was cut off midway.
     [access] = [r for r in caplog.records if r.name == "fieldsync.access"]
     assert access.getMessage() == f"GET {path} {499 if path == BEFORE else 200}"
+
+
+async def test_a_request_left_unanswered_without_a_hang_up_is_logged_as_a_500(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that returns without answering is a server bug (uvicorn answers 500), not
+    a client that went away: the access line says 500, not 499."""
+
+    async def silent(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+
+    app.mount("/test/silent", silent)
+    caplog.set_level(logging.INFO)
+    assert await _get(app, "/test/silent/") == []
+    [access] = [r for r in caplog.records if r.name == "fieldsync.access"]
+    assert access.getMessage().endswith(" 500"), access.getMessage()

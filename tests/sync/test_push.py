@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from app.auth.models import Role
 from app.conflicts.models import Conflict
+from app.core.body_encoding import AFTER_THE_STREAM
 from app.core.errors import PROBLEM_JSON
 from app.households.models import Household
 from app.main import create_app
@@ -609,6 +610,16 @@ async def test_gzip_bodies_are_accepted_and_bad_encodings_refused(
     )
     assert brotli.status_code == 415
     assert brotli.headers["content-type"] == PROBLEM_JSON
+
+    # More after the gzip stream (a second member, or junk) is refused, not dropped.
+    for tail in (gzip.compress(b" "), b"junk"):
+        followed = await client.post(
+            "/api/v1/sync/push",
+            content=gzip.compress(body) + tail,
+            headers={**headers, "content-encoding": "gzip"},
+        )
+        assert followed.status_code == 400, followed.text
+        assert followed.json()["detail"] == AFTER_THE_STREAM
 
 
 async def test_large_responses_are_gzipped_for_clients_that_ask(
