@@ -7,9 +7,9 @@ body sent with `Content-Encoding: gzip` is read whole, inflated to at most the l
 (a gzip bomb is a 413 after inflating no more than that) and handed on as a plain body,
 with `Content-Encoding` gone and `Content-Length` its inflated size. Other encodings
 are a 415, a body that is not one whole gzip stream a 400; all problem+json. A request
-with no body is passed on whatever it says. Paths in `own_paths` read
-their body themselves (a push inflates within its own limit: app/core/body.py) and are
-passed through untouched.
+with no body is passed on whatever it says. Paths in `own_paths` read their body
+themselves (a push inflates within its own limit: app/core/body.py) and are passed
+through untouched.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class _Refused(Exception):
         self.detail = detail
 
 
+#: A body with bytes after its gzip stream: refused rather than cut short.
+AFTER_THE_STREAM = "The body holds data after its gzip stream; send one gzip member."
+
+
 def inflate(body: bytes, max_bytes: int) -> bytes:
     """A gzip body inflated, refusing (413) to inflate past `max_bytes`, and (400) a
     body that is not one whole gzip stream: truncated, or with more after its end (a
@@ -52,10 +56,6 @@ def inflate(body: bytes, max_bytes: int) -> bytes:
     if inflater.unused_data:
         raise _Refused(400, AFTER_THE_STREAM)
     return out
-
-
-#: A body with bytes after its gzip stream: refused rather than cut short.
-AFTER_THE_STREAM = "The body holds data after its gzip stream; send one gzip member."
 
 
 class RequestDecompressionMiddleware:
