@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from app.audit.router import router as audit_router
-from app.auth.router import devices_router
+from app.auth.router import devices_router, users_router
 from app.auth.router import router as auth_router
 from app.exports.router import router as exports_router
 from app.ops.router import router as ops_router
@@ -60,6 +60,7 @@ def mount_routers(app: FastAPI) -> None:
     app.include_router(exports_router, prefix=f"{API_PREFIX}/exports", tags=["Exports"])
     app.include_router(auth_router, prefix=f"{API_PREFIX}/auth", tags=["Auth"])
     app.include_router(devices_router, prefix=f"{API_PREFIX}/devices", tags=["Admin"])
+    app.include_router(users_router, prefix=f"{API_PREFIX}/users", tags=["Admin"])
     app.include_router(settlements_router, prefix=f"{API_PREFIX}/settlements", tags=["Settlements"])
     app.include_router(audit_router, prefix=f"{API_PREFIX}/audit", tags=["Admin"])
     app.include_router(ops_router, tags=["Operations"])

@@ -290,6 +290,33 @@ def users_unassign(
     typer.echo(f"{name} is assigned to {', '.join(left) if left else 'no settlement'}")
 
 
+def _set_active(name: str, reason: str, *, active: bool) -> None:
+    async def work(session: AsyncSession) -> None:
+        user = await auth.get_user_by_username(session, name)
+        await auth.set_active(session, user, active=active, reason=reason)
+
+    _in_transaction(work)
+    typer.echo(f"{name} is {'enabled' if active else 'disabled'}")
+
+
+@users_cli.command("disable")
+def users_disable(
+    name: Annotated[str, typer.Argument(help="Username.", metavar="NAME")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+) -> None:
+    """Disable an account: every call it makes is refused, its refresh tokens revoked."""
+    _set_active(name, reason, active=False)
+
+
+@users_cli.command("enable")
+def users_enable(
+    name: Annotated[str, typer.Argument(help="Username.", metavar="NAME")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the audit log.")],
+) -> None:
+    """Let a disabled account sign in again (its old tokens stay revoked)."""
+    _set_active(name, reason, active=True)
+
+
 @devices_cli.command("list")
 def devices_list() -> None:
     """List registered phones."""

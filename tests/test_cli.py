@@ -93,6 +93,15 @@ async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) 
     listed = fieldsync(database_url, "users", "list")
     assert any(line.split()[:2] == ["olena", "supervisor"] for line in listed.stdout.splitlines())
 
+    for action, active in (("disable", "no"), ("enable", "yes")):
+        changed = fieldsync(database_url, "users", action, "olena", "--reason", "Synthetic.")
+        assert changed.returncode == 0, changed.stderr
+        assert f"olena is {action}d" in changed.stdout
+        listed = fieldsync(database_url, "users", "list")
+        assert ["olena", "supervisor", active] in [
+            line.split()[:3] for line in listed.stdout.splitlines()
+        ]
+
     demo = fieldsync(database_url, "demo", "load", "--households", "40")
     assert demo.returncode == 0, demo.stderr
     assert "SYNTHETIC" in demo.stdout

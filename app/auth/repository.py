@@ -110,6 +110,15 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, at: datetim
     )
 
 
+async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID, at: datetime) -> None:
+    """Every refresh token of the user, whatever its device and family."""
+    await session.execute(
+        update(RefreshToken)
+        .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=at)
+    )
+
+
 async def add(session: AsyncSession, row: User | Device | RefreshToken) -> None:
     session.add(row)
     await session.flush()

@@ -1,4 +1,4 @@
-"""Sign-in, token refresh, the caller's own account, and device administration."""
+"""Sign-in, token refresh, the caller's own account, and device and account administration."""
 
 from __future__ import annotations
 
@@ -7,15 +7,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import service
 from app.auth.deps import Admin, ClientAddress, CurrentPrincipal, LoginLimiterDep
-from app.auth.schemas import DevicePublic, Me, RefreshRequest, RevokeRequest, TokenPair
+from app.auth.schemas import (
+    AccountChange,
+    DevicePublic,
+    Me,
+    RefreshRequest,
+    RevokeRequest,
+    TokenPair,
+    UserPublic,
+)
+from app.auth.service import Principal
 from app.core.deps import SessionDep, SettingsDep
 from app.core.openapi import errors
 
 router = APIRouter()
 devices_router = APIRouter()
+users_router = APIRouter()
 
 
 @router.post(
@@ -129,6 +140,70 @@ async def revoke_device(
     return await service.revoke_device(
         session,
         device_id,
+        reason=body.reason,
+        actor_id=principal.user_id,
+        actor_username=principal.username,
+    )
+
+
+@users_router.get(
+    "",
+    operation_id="users:list",
+    summary="List accounts",
+    response_model=list[UserPublic],
+    responses=errors(401, 403),
+    description="Every account, its role, its settlements and whether it may sign in. "
+    "Administrators only.",
+)
+async def list_users(_: Admin, session: SessionDep) -> list[UserPublic]:
+    return await service.user_listing(session)
+
+
+@users_router.post(
+    "/{user_id}/disable",
+    operation_id="users:disable",
+    summary="Disable an account",
+    response_model=UserPublic,
+    responses=errors(400, 401, 403, 404, 409, 413, 415, 422),
+    description="Stop an account at once, on every phone and browser: its next call is "
+    "refused (401), it cannot sign in, and its refresh tokens are revoked, so enabling it "
+    "again needs a new sign-in. For someone who left, or whose password may be known to "
+    "others; for one lost phone, revoke the device instead. You cannot disable your own "
+    "account (409). Give the reason; it goes to the audit log.",
+)
+async def disable_user(
+    user_id: uuid.UUID, body: AccountChange, principal: Admin, session: SessionDep
+) -> UserPublic:
+    return await _set_active(session, principal, user_id, body, active=False)
+
+
+@users_router.post(
+    "/{user_id}/enable",
+    operation_id="users:enable",
+    summary="Enable an account again",
+    response_model=UserPublic,
+    responses=errors(400, 401, 403, 404, 413, 415, 422),
+    description="Let a disabled account sign in again. Its old tokens stay revoked. Give "
+    "the reason; it goes to the audit log.",
+)
+async def enable_user(
+    user_id: uuid.UUID, body: AccountChange, principal: Admin, session: SessionDep
+) -> UserPublic:
+    return await _set_active(session, principal, user_id, body, active=True)
+
+
+async def _set_active(
+    session: AsyncSession,
+    principal: Principal,
+    user_id: uuid.UUID,
+    body: AccountChange,
+    *,
+    active: bool,
+) -> UserPublic:
+    return await service.set_active(
+        session,
+        await service.get_user(session, user_id),
+        active=active,
         reason=body.reason,
         actor_id=principal.user_id,
         actor_username=principal.username,

@@ -101,3 +101,37 @@ class DevicePublic(BaseModel):
 
 class RevokeRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, examples=["Phone lost at a checkpoint."])
+
+
+class UserPublic(BaseModel):
+    """An account: who, which role, whether it may sign in, and its settlements."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3b9d2f71-6c4e-4a8b-9f1d-0e2c5a7b8d94",
+                    "username": "m.shevchenko",
+                    "full_name": "Марія Шевченко",
+                    "role": "field_worker",
+                    "active": True,
+                    "settlements": ["UA6308013001"],
+                }
+            ]
+        }
+    )
+
+    id: uuid.UUID
+    username: str
+    full_name: str
+    role: str
+    active: bool = Field(description="False once disabled: every call is refused.")
+    settlements: list[str] = Field(description="Assigned settlements' P-codes.")
+
+
+class AccountChange(BaseModel):
+    reason: str = Field(
+        min_length=1,
+        max_length=2000,
+        examples=["Contract ended; the phone was handed back to the office."],
+    )

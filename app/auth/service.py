@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.auth import repository, throttle
 from app.auth.models import Device, RefreshToken, Role, User
-from app.auth.schemas import DevicePublic, Me, TokenPair
+from app.auth.schemas import DevicePublic, Me, TokenPair, UserPublic
 from app.auth.throttle import ADDRESS, Attempt, LoginLimiter
 from app.core.config import Settings
 from app.core.errors import Conflict, FieldError, Invalid, NotAuthenticated, NotFound
@@ -325,6 +325,64 @@ async def get_user_by_username(session: AsyncSession, username: str) -> User:
 
 async def list_users(session: AsyncSession) -> Sequence[User]:
     return await repository.list_users(session)
+
+
+async def user_listing(session: AsyncSession) -> list[UserPublic]:
+    assigned = await settlements.all_assignments(session)
+    return [_user_public(user, assigned.get(user.id, [])) for user in await list_users(session)]
+
+
+def _user_public(user: User, pcodes: Sequence[str]) -> UserPublic:
+    return UserPublic(
+        id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        role=user.role,
+        active=user.is_active,
+        settlements=list(pcodes),
+    )
+
+
+async def set_active(
+    session: AsyncSession,
+    user: User,
+    *,
+    active: bool,
+    reason: str,
+    actor_id: uuid.UUID | None = None,
+    actor_username: str = "cli",
+) -> UserPublic:
+    """Disable an account (every call it makes is refused from its next one, and its
+    refresh tokens are revoked, so enabling it again needs a new sign-in) or enable it.
+    An account cannot disable itself: the last administrator would be locked out."""
+    if not active and user.id == actor_id:
+        raise Conflict("You cannot disable your own account.")
+    if user.is_active != active:
+        before = user.is_active
+        user.is_active = active
+        if not active:
+            await repository.revoke_user_tokens(session, user.id, utcnow())
+        await session.flush()
+        await audit.record(
+            session,
+            action="user.enable" if active else "user.disable",
+            entity_type="user",
+            entity_id=user.id,
+            actor_id=actor_id,
+            actor_username=actor_username,
+            reason=reason,
+            before={"active": before},
+            after={"active": active},
+        )
+    assigned = await settlements.all_assignments(session)
+    return _user_public(user, assigned.get(user.id, []))
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await repository.get_user(session, user_id)
+    if user is None:
+        raise NotFound(f"No user {user_id}.")
+    return user
 
 
 def _device_public(device: Device, owner: str) -> DevicePublic:

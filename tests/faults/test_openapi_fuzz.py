@@ -8,7 +8,7 @@ The answer must never be a 5xx, and must be one the document declares for that
 operation: its status code, content type, body schema and headers.
 
 The calls run against a small synthetic world (two settlements, households, visits, an
-open conflict, a spare phone), one per database for the whole module, and generated
+open conflict, a spare phone and account), one per database for the whole module, and generated
 values are now and then swapped for ones that exist (ids, P-codes, today's `sent_at`,
 the caller's own device id in a push), so calls reach past "404 not found" and the
 envelope checks into the code behind them.
@@ -193,6 +193,7 @@ async def world(fuzz_app: FastAPI) -> AsyncIterator[World]:
                 "conflict_id": sorted(conflict_ids),
                 "candidate_id": [str(c.id) for c in candidates],
                 "device_id": [str(spare.id)],
+                "user_id": [str(other.id)],  # not a caller: disabling it locks no one out
                 "pcode": [A, B],
                 "settlement": [A, B],
                 # The document does not say which years a push accepts (1900 to 2200).
