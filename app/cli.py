@@ -420,6 +420,8 @@ def _export(
         try:
             async with sessionmaker() as session:
                 user = await auth.get_user_by_username(session, account)
+            if not user.is_active:
+                raise _fail(f"The account {account!r} is disabled.")
             principal = Principal(user.id, user.username, user.full_name, Role(user.role), None)
             with typer.progressbar(length=1, label=f"{kind} -> {out}", file=None) as bar:
                 export = await exports.open_export(

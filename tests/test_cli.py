@@ -59,7 +59,9 @@ async def db(database_url: str) -> AsyncIterator[AsyncSession]:
         await engine.dispose()
 
 
-async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) -> None:
+async def test_create_assign_and_load_demo(
+    database_url: str, db: AsyncSession, tmp_path: Path
+) -> None:
     imported = fieldsync(database_url, "settlements", "import", str(BUNDLED_SETTLEMENTS))
     assert imported.returncode == 0, imported.stderr
     assert "imported 269 settlements" in imported.stdout
@@ -101,6 +103,26 @@ async def test_create_assign_and_load_demo(database_url: str, db: AsyncSession) 
         assert ["olena", "supervisor", active] in [
             line.split()[:3] for line in listed.stdout.splitlines()
         ]
+        exported = fieldsync(
+            database_url, "export", "households", "--as", "olena", "--out", str(tmp_path / "h.csv")
+        )
+        assert (exported.returncode, "disabled" in exported.stderr) == (
+            (1, True) if action == "disable" else (0, False)
+        ), exported.stderr
+    root = fieldsync(
+        database_url,
+        "users",
+        "create",
+        "root",
+        "--role",
+        "admin",
+        "--password",
+        "a-long-synthetic-password",
+    )
+    assert root.returncode == 0, root.stderr
+    last = fieldsync(database_url, "users", "disable", "root", "--reason", "Synthetic.")
+    assert last.returncode == 1
+    assert "last active administrator" in last.stderr
 
     demo = fieldsync(database_url, "demo", "load", "--households", "40")
     assert demo.returncode == 0, demo.stderr

@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
-from app.auth.models import Device, LoginThrottle, RefreshToken, User
-from app.core.db import insert_ignoring_duplicates
+from app.auth.models import Device, LoginThrottle, RefreshToken, Role, User
+from app.core.db import insert_ignoring_duplicates, is_postgresql
 from app.core.types import UTCDateTime
 
 
@@ -108,6 +108,27 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID, at: datetim
         .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
         .values(revoked_at=at)
     )
+
+
+async def lock_active_admins(session: AsyncSession) -> list[uuid.UUID]:
+    """The active administrators' ids, locked until the transaction ends.
+
+    PostgreSQL locks their rows, in id order (two transactions cannot deadlock on
+    them). SQLite has one writer at a time, but reads before a transaction's first
+    write see the database as it was then: a write that changes nothing comes first,
+    so that this transaction waits for any other writer and then reads what it
+    committed.
+    """
+    if not is_postgresql(session):
+        admins = col(User.role) == Role.admin.value
+        await session.execute(update(User).where(admins).values(role=Role.admin.value))
+    result = await session.execute(
+        select(User.id)
+        .where(col(User.role) == Role.admin.value, col(User.is_active))
+        .order_by(col(User.id))
+        .with_for_update()
+    )
+    return list(result.scalars())
 
 
 async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID, at: datetime) -> None:

@@ -354,14 +354,28 @@ async def set_active(
 ) -> UserPublic:
     """Disable an account (every call it makes is refused from its next one, and its
     refresh tokens are revoked, so enabling it again needs a new sign-in) or enable it.
-    An account cannot disable itself: the last administrator would be locked out."""
+    Disabling a disabled account, or enabling an active one, changes nothing and is
+    not audited.
+
+    No one can disable their own account, nor the last active administrator (from the
+    command line either): no one could enable anyone again. Two administrators
+    disabling each other at once cannot both succeed: the active administrators' rows
+    are locked in id order, and the second sees the first's change.
+    """
     if not active and user.id == actor_id:
         raise Conflict("You cannot disable your own account.")
+    if not active and user.role == Role.admin:
+        if await repository.lock_active_admins(session) == [user.id]:
+            raise Conflict("This is the last active administrator; enable or create another first.")
+        await session.refresh(user)  # as the lock let it be seen
+    now = utcnow()
+    if not active:
+        # Even if already disabled: a sign-in that raced the disable may have added one.
+        await repository.revoke_user_tokens(session, user.id, now)
     if user.is_active != active:
-        before = user.is_active
+        if active:  # tokens from before the disable (a raced sign-in's) stay dead
+            await repository.revoke_user_tokens(session, user.id, now)
         user.is_active = active
-        if not active:
-            await repository.revoke_user_tokens(session, user.id, utcnow())
         await session.flush()
         await audit.record(
             session,
@@ -371,7 +385,7 @@ async def set_active(
             actor_id=actor_id,
             actor_username=actor_username,
             reason=reason,
-            before={"active": before},
+            before={"active": not active},
             after={"active": active},
         )
     assigned = await settlements.all_assignments(session)

@@ -3,14 +3,25 @@ Administrators only."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from app.auth.models import Role
-from tests.factories import assert_problem, audit_events, bearer, make_user, sign_in, tokens_for
+from app.auth.models import Role, User
+from tests.factories import (
+    assert_problem,
+    audit_events,
+    bearer,
+    make_user,
+    read_fresh,
+    sign_in,
+    tokens_for,
+)
 
 USERS = "/api/v1/users"
 REASON = "Contract ended; the phone was handed back to the office."
@@ -47,8 +58,25 @@ async def test_a_disabled_account_is_refused_everywhere_until_enabled(
         "/api/v1/auth/refresh", json={"refresh_token": on_phone["refresh_token"]}
     )
     assert_problem(stale, 401)
+    pushed = await client.post(
+        "/api/v1/sync/push",
+        json={
+            "batch_id": str(uuid.uuid4()),
+            "device_id": str(phone),
+            "sent_at": "2026-11-27T10:00:00Z",
+        },
+        headers=bearer(on_phone["access_token"]),
+    )
+    assert_problem(pushed, 401, "The account is disabled or unknown.")
+    # Signing in is refused exactly as with a wrong password: it tells no one the account
+    # exists.
     again = await sign_in(client, worker.username, client_id=phone)
-    assert_problem(again, 401, "Incorrect username or password.")  # as for a wrong password
+    wrong = await sign_in(client, admin.username, password="not the password")
+    assert_problem(again, 401, "Incorrect username or password.")
+    assert (again.json(), again.headers.get("www-authenticate")) == (
+        wrong.json(),
+        wrong.headers.get("www-authenticate"),
+    )
 
     enabled = await client.post(
         f"{USERS}/{worker.id}/enable", json={"reason": "Rehired."}, headers=bearer(admin_token)
@@ -106,6 +134,8 @@ async def test_an_administrator_cannot_disable_itself_nor_an_unknown_account(
         f"{USERS}/{admin.id}/disable", json={"reason": REASON}, headers=bearer(token)
     )
     assert_problem(itself, 409, "You cannot disable your own account.")
+    assert (await client.get("/api/v1/auth/me", headers=bearer(token))).is_success
+    assert await audit_events(session, "user.disable") == []
     unknown = await client.post(
         f"{USERS}/{uuid.uuid4()}/disable", json={"reason": REASON}, headers=bearer(token)
     )
@@ -130,3 +160,29 @@ async def test_only_administrators_manage_accounts(
         )
         assert_problem(response, 403)
     assert await audit_events(session, "user.disable") == []
+    [stored] = await read_fresh(session, select(User).where(col(User.id) == target.id))
+    assert stored.is_active
+
+
+async def test_two_administrators_disabling_each_other_at_once_leave_one_active(
+    client: httpx.AsyncClient, session: AsyncSession
+) -> None:
+    first = await make_user(session, Role.admin)
+    second = await make_user(session, Role.admin)
+    tokens = [(await tokens_for(client, admin))["access_token"] for admin in (first, second)]
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                f"{USERS}/{target.id}/disable", json={"reason": REASON}, headers=bearer(token)
+            )
+            for target, token in ((second, tokens[0]), (first, tokens[1]))
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    [refused] = [a for a in answers if a.status_code == 409]
+    assert_problem(
+        refused, 409, "This is the last active administrator; enable or create another first."
+    )
+    admins = await read_fresh(session, select(User).where(col(User.role) == Role.admin.value))
+    assert [a.is_active for a in admins].count(True) == 1
+    assert len(await audit_events(session, "user.disable")) == 1
