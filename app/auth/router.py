@@ -169,7 +169,8 @@ async def list_users(_: Admin, session: SessionDep) -> list[UserPublic]:
     "refused (401), it cannot sign in, and its refresh tokens are revoked, so enabling it "
     "again needs a new sign-in. For someone who left, or whose password may be known to "
     "others; for one lost phone, revoke the device instead. You cannot disable your own "
-    "account (409). Give the reason; it goes to the audit log.",
+    "account, nor the last active administrator (409). Give the reason; it goes to the "
+    "audit log.",
 )
 async def disable_user(
     user_id: uuid.UUID, body: AccountChange, principal: Admin, session: SessionDep
