@@ -6,7 +6,8 @@ A pure ASGI middleware, inside the body-size limit (which counts the bytes as se
 body sent with `Content-Encoding: gzip` is read whole, inflated to at most the limit
 (a gzip bomb is a 413 after inflating no more than that) and handed on as a plain body,
 with `Content-Encoding` gone and `Content-Length` its inflated size. Other encodings
-are a 415, a body that is not one whole gzip stream a 400; all problem+json. A request
+are a 415, a body that is not one whole gzip stream a 400; all problem+json (the
+push's own reader, app/core/body.py, applies the same rules). A request
 with no body is passed on whatever it says. Paths in `own_paths` read their body
 themselves (a push inflates within its own limit: app/core/body.py) and are passed
 through untouched.
@@ -21,21 +22,30 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.body_limit import route_path
-from app.core.errors import log_client_gone, problem_response
+from app.core.errors import (
+    MalformedBody,
+    PayloadTooLarge,
+    UnsupportedEncoding,
+    log_client_gone,
+    problem_response,
+)
 
 IDENTITY = "identity"
 GZIP = frozenset({"gzip", "x-gzip"})
 
-
-class _Refused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
 #: A body with bytes after its gzip stream: refused rather than cut short.
 AFTER_THE_STREAM = "The body holds data after its gzip stream; send one gzip member."
+
+
+def is_gzip(headers: Headers) -> bool:
+    """Whether the request body is gzip (True) or as it is (False); any other
+    `Content-Encoding` is refused (415)."""
+    encoding = ", ".join(headers.getlist("content-encoding")).strip().lower() or IDENTITY
+    if encoding != IDENTITY and encoding not in GZIP:
+        raise UnsupportedEncoding(
+            f"Content-Encoding {encoding!r} is not supported; send identity or gzip."
+        )
+    return encoding in GZIP
 
 
 def inflate(body: bytes, max_bytes: int) -> bytes:
@@ -48,13 +58,13 @@ def inflate(body: bytes, max_bytes: int) -> bytes:
         if len(out) <= max_bytes and not inflater.unconsumed_tail:
             out += inflater.flush()
     except zlib.error:
-        raise _Refused(400, "The body is not valid gzip.") from None
+        raise MalformedBody("The body is not valid gzip.") from None
     if len(out) > max_bytes or inflater.unconsumed_tail:
-        raise _Refused(413, f"The body inflates past the limit of {max_bytes} bytes.")
+        raise PayloadTooLarge(f"The body inflates past the limit of {max_bytes} bytes.")
     if not inflater.eof:
-        raise _Refused(400, "The gzip body is truncated.")
+        raise MalformedBody("The gzip body is truncated.")
     if inflater.unused_data:
-        raise _Refused(400, AFTER_THE_STREAM)
+        raise MalformedBody(AFTER_THE_STREAM)
     return out
 
 
@@ -71,24 +81,20 @@ class RequestDecompressionMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        encoding = ", ".join(headers.getlist("content-encoding")).strip().lower() or IDENTITY
         has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
-        if encoding == IDENTITY or not has_body:
+        try:
+            gzipped = has_body and is_gzip(headers)
+            body = await _read_all(receive) if gzipped else b""
+            plain = inflate(body, self.max_bytes) if body else b""
+        except (UnsupportedEncoding, MalformedBody, PayloadTooLarge) as refused:
+            status, detail = refused.status_code, refused.detail
+            await problem_response(status, detail, instance=route_path(scope))(scope, receive, send)
+            return
+        if not gzipped:
             await self.app(scope, receive, send)
             return
-        try:
-            if encoding not in GZIP:
-                raise _Refused(
-                    415, f"Content-Encoding {encoding!r} is not supported; send identity or gzip."
-                )
-            body = await _read_all(receive)
-            if body is None:
-                log_client_gone(scope)  # mid-body: no one to answer
-                return
-            plain = inflate(body, self.max_bytes) if body else b""
-        except _Refused as refused:
-            response = problem_response(refused.status, refused.detail, instance=route_path(scope))
-            await response(scope, receive, send)
+        if body is None:
+            log_client_gone(scope)  # mid-body: no one to answer
             return
 
         scope["headers"] = [  # in place: the layers outside read the route from scope
