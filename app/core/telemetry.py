@@ -21,7 +21,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics
-from app.core.errors import CLIENT_GONE as CLIENT_GONE_KEY
+from app.core.errors import CLIENT_GONE
 from app.core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from, route_template
 
 access_logger = logging.getLogger("fieldsync.access")
@@ -33,10 +33,10 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 #: The status logged (and counted as 4xx) for a request that ended with no answer
-#: because the client hung up first, as a phone losing signal does: a disconnect came,
-#: or a layer noted one (`errors.log_client_gone`). Not a server error; nginx's code for
-#: it. With no answer and no hang-up, uvicorn answers 500, and that is what is logged.
-CLIENT_GONE = 499
+#: because the client hung up first, as a phone losing signal does (the layer that
+#: saw it noted it: `errors.log_client_gone`). Not a server error; nginx's code for it.
+#: With no answer and no hang-up, uvicorn answers 500, and that is what is logged.
+CLIENT_GONE_STATUS = 499
 
 
 def _status_class(status: int) -> str:
@@ -66,13 +66,7 @@ class TelemetryMiddleware:
         REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500  # until a response starts: an exception, or no answer, is a 500
-        responded = hung_up = False
-
-        async def receive_noting_hang_up() -> Message:
-            nonlocal hung_up
-            message = await receive()
-            hung_up = hung_up or message["type"] == "http.disconnect"
-            return message
+        responded = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, responded
@@ -83,9 +77,9 @@ class TelemetryMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive_noting_hang_up, send_with_id)
-            if not responded and (hung_up or scope.get(CLIENT_GONE_KEY)):
-                status = CLIENT_GONE
+            await self.app(scope, receive, send_with_id)
+            if not responded and scope.get(CLIENT_GONE):
+                status = CLIENT_GONE_STATUS
         finally:
             seconds = time.perf_counter() - started
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
