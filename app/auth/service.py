@@ -368,13 +368,11 @@ async def set_active(
         if await repository.lock_active_admins(session) == [user.id]:
             raise Conflict("This is the last active administrator; enable or create another first.")
         await session.refresh(user)  # as the lock let it be seen
-    now = utcnow()
-    if not active:
-        # Even if already disabled: a sign-in that raced the disable may have added one.
-        await repository.revoke_user_tokens(session, user.id, now)
+    if not (active and user.is_active):
+        # Every disable (a sign-in that raced an earlier one may have added a token), and
+        # an enable that changes something (a token from before it stays dead).
+        await repository.revoke_user_tokens(session, user.id, utcnow())
     if user.is_active != active:
-        if active:  # tokens from before the disable (a raced sign-in's) stay dead
-            await repository.revoke_user_tokens(session, user.id, now)
         user.is_active = active
         await session.flush()
         await audit.record(
@@ -388,8 +386,7 @@ async def set_active(
             before={"active": not active},
             after={"active": active},
         )
-    assigned = await settlements.all_assignments(session)
-    return _user_public(user, assigned.get(user.id, []))
+    return _user_public(user, await settlements.assigned_pcodes(session, user.id))
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
